@@ -1,0 +1,104 @@
+/* Configuration files: YAML read with libyaml into a tree that remembers the
+ * line and the dotted path of every value, and typed getters that report the
+ * first problem as "FILE:LINE: FIELD: what is wrong".
+ *
+ * Getters take VIGIE_CONF_REQUIRED or VIGIE_CONF_OPTIONAL; an optional key
+ * that is absent leaves *out untouched and returns 0. Every getter returns 0
+ * or VIGIE_ECONFIG, and records only the first error (vigie_conf_error). */
+#ifndef VIGIE_CONFIG_H
+#define VIGIE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct vigie_conf;
+struct vigie_conf_node;
+
+#define VIGIE_CONF_OPTIONAL 0
+#define VIGIE_CONF_REQUIRED 1
+
+/* Largest configuration file read. */
+#define VIGIE_CONF_MAX_BYTES (8 * 1024 * 1024)
+
+/* vigie_conf_load: read and parse `path`. On a YAML syntax error, or when the
+ * file cannot be read, returns VIGIE_ECONFIG and *out is still set so that
+ * vigie_conf_error() says why; free it with vigie_conf_free. */
+int vigie_conf_load(const char *path, struct vigie_conf **out);
+
+/* vigie_conf_parse: the same from memory; `name` stands for the file name
+ * in messages. */
+int vigie_conf_parse(const char *text, size_t len, const char *name,
+		     struct vigie_conf **out);
+
+void vigie_conf_free(struct vigie_conf *c);
+
+/* vigie_conf_error: the first error recorded, or NULL. */
+const char *vigie_conf_error(const struct vigie_conf *c);
+const char *vigie_conf_file(const struct vigie_conf *c);
+
+/* vigie_conf_fail: record an error at `n` (its line and path). Returns
+ * VIGIE_ECONFIG. */
+int vigie_conf_fail(struct vigie_conf *c, const struct vigie_conf_node *n,
+		    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+const struct vigie_conf_node *vigie_conf_root(const struct vigie_conf *c);
+
+/* Node inspection. */
+bool vigie_conf_is_map(const struct vigie_conf_node *n);
+bool vigie_conf_is_seq(const struct vigie_conf_node *n);
+bool vigie_conf_is_scalar(const struct vigie_conf_node *n);
+unsigned vigie_conf_line(const struct vigie_conf_node *n);
+const char *vigie_conf_path(const struct vigie_conf_node *n);
+/* vigie_conf_scalar: the text of a scalar node, NULL otherwise. */
+const char *vigie_conf_scalar(const struct vigie_conf_node *n);
+
+/* vigie_conf_get: the value under `key` of a map, or NULL. */
+const struct vigie_conf_node *vigie_conf_get(const struct vigie_conf_node *map,
+					     const char *key);
+/* Map entries by index: key text and value. */
+size_t vigie_conf_map_len(const struct vigie_conf_node *map);
+const char *vigie_conf_map_key(const struct vigie_conf_node *map, size_t i);
+const struct vigie_conf_node *
+vigie_conf_map_value(const struct vigie_conf_node *map, size_t i);
+/* Sequence items. */
+size_t vigie_conf_seq_len(const struct vigie_conf_node *seq);
+const struct vigie_conf_node *vigie_conf_seq_at(const struct vigie_conf_node *seq,
+						size_t i);
+
+/* vigie_conf_expect_map: `n` must be a map whose keys are all in `allowed`
+ * (NULL-terminated): a misspelt key is an error, not silently ignored. */
+int vigie_conf_expect_map(struct vigie_conf *c, const struct vigie_conf_node *n,
+			  const char *const *allowed);
+
+/* vigie_conf_section: the map or sequence under `key` (NULL if absent and
+ * optional). `want_seq` chooses which shape is required. */
+int vigie_conf_section(struct vigie_conf *c, const struct vigie_conf_node *map,
+		       const char *key, bool want_seq, int flags,
+		       const struct vigie_conf_node **out);
+
+/* Typed getters. Strings point into the tree: valid until vigie_conf_free. */
+int vigie_conf_str(struct vigie_conf *c, const struct vigie_conf_node *map,
+		   const char *key, int flags, const char **out);
+/* A topic id: [a-z0-9_-], 1..64 characters. */
+int vigie_conf_id(struct vigie_conf *c, const struct vigie_conf_node *map,
+		  const char *key, int flags, const char **out);
+int vigie_conf_uint(struct vigie_conf *c, const struct vigie_conf_node *map,
+		    const char *key, uint64_t min, uint64_t max, int flags,
+		    uint64_t *out);
+int vigie_conf_double(struct vigie_conf *c, const struct vigie_conf_node *map,
+		      const char *key, double min, double max, int flags,
+		      double *out);
+int vigie_conf_bool(struct vigie_conf *c, const struct vigie_conf_node *map,
+		    const char *key, int flags, bool *out);
+/* A duration: "250ms", "5s", "2m", "1h" or bare milliseconds. */
+int vigie_conf_duration(struct vigie_conf *c, const struct vigie_conf_node *map,
+			const char *key, uint64_t min_ms, uint64_t max_ms,
+			int flags, uint64_t *out_ms);
+/* vigie_conf_str_list: a sequence of scalars (or one scalar) under `key`.
+ * *out is a malloc'd array of pointers into the tree; free() it. */
+int vigie_conf_str_list(struct vigie_conf *c, const struct vigie_conf_node *map,
+			const char *key, int flags, const char ***out,
+			size_t *count);
+
+#endif

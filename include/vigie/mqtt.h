@@ -1,0 +1,116 @@
+/* An MQTT client driven by a libuv loop.
+ *
+ * libmosquitto does the protocol; this module drives it from the caller's
+ * loop (one uv_poll on the socket, writable interest only while
+ * mosquitto_want_write(), a timer for mosquitto_loop_misc) and reconnects on
+ * its own timer with bounded exponential backoff and jitter. Subscriptions are
+ * remembered and renewed on every connect. MQTT 5 is tried first; a broker
+ * that refuses the protocol version is retried with 3.1.1. */
+#ifndef VIGIE_MQTT_H
+#define VIGIE_MQTT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct vigie_mqtt;
+
+enum vigie_mqtt_protocol {
+	VIGIE_MQTT_AUTO = 0, /* 5, falling back to 3.1.1 */
+	VIGIE_MQTT_V5 = 5,
+	VIGIE_MQTT_V311 = 4,
+};
+
+struct vigie_mqtt_tls {
+	const char *cafile;   /* NULL: no TLS */
+	const char *capath;
+	const char *certfile; /* client certificate, optional */
+	const char *keyfile;
+	bool insecure;        /* skip host name check (tests only) */
+};
+
+struct vigie_mqtt_options {
+	const char *host;
+	int port;
+	const char *client_id;
+	const char *username; /* optional */
+	const char *password; /* optional */
+	int keepalive_s;      /* default 10 */
+	bool clean_start;     /* false: persistent session */
+	uint32_t session_expiry_s; /* MQTT 5 session expiry when !clean_start */
+	enum vigie_mqtt_protocol protocol;
+	/* Last will; topic NULL for none. */
+	const char *will_topic;
+	const void *will_payload;
+	size_t will_len;
+	int will_qos;
+	bool will_retain;
+	struct vigie_mqtt_tls tls;
+	uint32_t reconnect_min_ms; /* default 100 */
+	uint32_t reconnect_max_ms; /* default 5000 */
+	int max_inflight;          /* default 1000 */
+	const char *name;          /* for log lines, e.g. "primary" */
+};
+
+struct vigie_mqtt_callbacks {
+	/* Connected (CONNACK success). Subscriptions are already renewed. */
+	void (*on_connect)(struct vigie_mqtt *m, void *ud, bool session_present);
+	/* The connection is gone (or an attempt failed); a reconnect is
+	 * scheduled. `reason` is a VIGIE_E* code, 0 after our own disconnect. */
+	void (*on_disconnect)(struct vigie_mqtt *m, void *ud, int reason);
+	void (*on_message)(struct vigie_mqtt *m, void *ud, const char *topic,
+			   const void *payload, size_t len, int qos,
+			   bool retain);
+	/* A QoS 1/2 publish was acknowledged by the broker (one hop only). */
+	void (*on_publish)(struct vigie_mqtt *m, void *ud, int mid);
+};
+
+/* vigie_mqtt_open: create a client bound to `loop`. Strings in `opt` are
+ * copied. Nothing connects until vigie_mqtt_start(). Returns 0, VIGIE_EINVAL
+ * (bad options, named in the log), VIGIE_ETLS or VIGIE_ENOMEM. */
+int vigie_mqtt_open(uv_loop_t *loop, const struct vigie_mqtt_options *opt,
+		    const struct vigie_mqtt_callbacks *cb, void *ud,
+		    struct vigie_mqtt **out);
+
+/* vigie_mqtt_start: begin connecting; failures are retried with backoff. */
+int vigie_mqtt_start(struct vigie_mqtt *m);
+
+/* vigie_mqtt_subscribe: remember `pattern` and subscribe now if connected.
+ * Returns 0 or VIGIE_E*. */
+int vigie_mqtt_subscribe(struct vigie_mqtt *m, const char *pattern, int qos);
+
+/* vigie_mqtt_publish: publish now. Returns VIGIE_ENOCONN when not connected
+ * and then queues nothing: the caller owns re-sending (an outbox), so no
+ * hidden second queue can duplicate it. *mid (may be NULL) gets the message
+ * id for on_publish. */
+int vigie_mqtt_publish(struct vigie_mqtt *m, const char *topic,
+		       const void *payload, size_t len, int qos, bool retain,
+		       int *mid);
+
+bool vigie_mqtt_connected(const struct vigie_mqtt *m);
+
+/* vigie_mqtt_protocol_in_use: 5 or 4 (3.1.1) for the current connection. */
+int vigie_mqtt_protocol_in_use(const struct vigie_mqtt *m);
+
+/* vigie_mqtt_inflight: QoS>0 messages sent and not yet acknowledged. */
+int vigie_mqtt_inflight(const struct vigie_mqtt *m);
+
+/* vigie_mqtt_name: the name given in the options (for logs). */
+const char *vigie_mqtt_name(const struct vigie_mqtt *m);
+
+/* vigie_mqtt_stop: disconnect cleanly (the will is not sent) and stop
+ * reconnecting. on_disconnect is called with reason 0. */
+void vigie_mqtt_stop(struct vigie_mqtt *m);
+
+/* vigie_mqtt_close: stop, close every handle and free the client; `cb`
+ * (may be NULL) runs once everything is released. Safe from inside the
+ * client's own callbacks: the free is deferred to the last uv_close
+ * callback. */
+void vigie_mqtt_close(struct vigie_mqtt *m, void (*cb)(void *arg), void *arg);
+
+/* vigie_mqtt_lib_init / _cleanup: once per process. */
+void vigie_mqtt_lib_init(void);
+void vigie_mqtt_lib_cleanup(void);
+
+#endif
