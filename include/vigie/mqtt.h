@@ -93,9 +93,6 @@ bool vigie_mqtt_connected(const struct vigie_mqtt *m);
 /* vigie_mqtt_protocol_in_use: 5 or 4 (3.1.1) for the current connection. */
 int vigie_mqtt_protocol_in_use(const struct vigie_mqtt *m);
 
-/* vigie_mqtt_inflight: QoS>0 messages sent and not yet acknowledged. */
-int vigie_mqtt_inflight(const struct vigie_mqtt *m);
-
 /* vigie_mqtt_name: the name given in the options (for logs). */
 const char *vigie_mqtt_name(const struct vigie_mqtt *m);
 
