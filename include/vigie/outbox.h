@@ -23,7 +23,7 @@ struct vigie_outbox_entry {
 	uint64_t boot_id;
 	uint64_t seq;
 	uint64_t time_us;
-	uint8_t *payload;
+	const uint8_t *payload; /* read by the commit thread: never write it */
 	size_t len;
 	uint64_t last_sent_ms; /* 0: never sent */
 	uint32_t attempts;
@@ -41,8 +41,8 @@ typedef void (*vigie_outbox_durable_cb)(void *arg, int status);
 
 /* vigie_outbox_open: open or create the outbox at `path`, load every
  * unreceipted event into memory in (boot_id, seq) order, and start a new boot:
- * the boot id is persisted and is greater than every earlier one (and than
- * the current Unix time in seconds, so a lost file does not reuse ids).
+ * the boot id is persisted, greater than every earlier one and at least the
+ * current Unix time in seconds, so a lost file does not reuse ids.
  * `opt` may be NULL. Returns 0, VIGIE_EIO (with the SQLite reason logged),
  * VIGIE_EINVAL or VIGIE_ENOMEM. */
 int vigie_outbox_open(uv_loop_t *loop, const char *path,
@@ -54,9 +54,13 @@ uint64_t vigie_outbox_boot_id(const struct vigie_outbox *ob);
 
 /* vigie_outbox_append: add event (boot_id of this run, seq) with its encoded
  * payload (copied). The entry is in memory on return (*out may be NULL) and
- * `cb` runs once it is durable. Returns 0; VIGIE_EFULL at max_pending;
- * VIGIE_EINVAL if seq is not greater than the last appended seq; VIGIE_ECLOSED
- * while closing. On error `cb` is never called. */
+ * `cb` runs once it is durable. If its transaction fails, `cb` gets
+ * VIGIE_EIO and the entry stays in memory, unreceipted but not on disk.
+ * Returns 0; VIGIE_EFULL at max_pending (which also counts receipted entries
+ * whose insert is not committed yet, so memory stays capped when the disk
+ * stalls); VIGIE_EINVAL if seq is not greater than the last appended seq, is
+ * over INT64_MAX, or the payload is empty; VIGIE_ETOOBIG over 1 MiB;
+ * VIGIE_ENOMEM; VIGIE_ECLOSED while closing. On error `cb` is never called. */
 int vigie_outbox_append(struct vigie_outbox *ob, uint64_t seq, uint64_t time_us,
 			const void *payload, size_t len,
 			vigie_outbox_durable_cb cb, void *arg,
