@@ -1,4 +1,5 @@
 #include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,7 +49,9 @@ int vigie_duration_parse(const char *text, uint64_t *out_ms)
 	if (!text || !*text || isspace((unsigned char)*text) || *text == '-')
 		return VIGIE_EINVAL;
 	v = strtod(text, &end);
-	if (end == text || v < 0)
+	/* !(v >= 0) also refuses NaN; converting NaN or inf to an integer is
+	 * undefined behaviour. */
+	if (end == text || !(v >= 0) || !isfinite(v))
 		return VIGIE_EINVAL;
 	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
 		if (strcmp(end, units[i].suffix) == 0) {

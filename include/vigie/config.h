@@ -3,8 +3,14 @@
  * first problem as "FILE:LINE: FIELD: what is wrong".
  *
  * Getters take VIGIE_CONF_REQUIRED or VIGIE_CONF_OPTIONAL; an optional key
- * that is absent leaves *out untouched and returns 0. Every getter returns 0
- * or VIGIE_ECONFIG, and records only the first error (vigie_conf_error). */
+ * that is absent leaves *out untouched and returns 0. `key:`, `key: ~` and
+ * `key: null` count as absent; a quoted "" is a real empty string. A NULL map
+ * (an optional section that is absent) reads as absent even for a required
+ * key, so "tls.ca is required when tls is present" needs no `if`. Every
+ * getter returns 0, VIGIE_ECONFIG or VIGIE_ENOMEM, and records only the first
+ * error (vigie_conf_error). Errors with no line read "FILE: what". Aliases,
+ * more than one document, nesting deeper than 64 and over 1,000,000 values
+ * are refused. */
 #ifndef VIGIE_CONFIG_H
 #define VIGIE_CONFIG_H
 
@@ -71,8 +77,9 @@ const struct vigie_conf_node *vigie_conf_seq_at(const struct vigie_conf_node *se
 int vigie_conf_expect_map(struct vigie_conf *c, const struct vigie_conf_node *n,
 			  const char *const *allowed);
 
-/* vigie_conf_section: the map or sequence under `key` (NULL if absent and
- * optional). `want_seq` chooses which shape is required. */
+/* vigie_conf_section: the map or sequence under `key`; *out is set to NULL
+ * when it is absent and optional. `want_seq` chooses which shape is
+ * required. */
 int vigie_conf_section(struct vigie_conf *c, const struct vigie_conf_node *map,
 		       const char *key, bool want_seq, int flags,
 		       const struct vigie_conf_node **out);
