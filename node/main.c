@@ -1,5 +1,6 @@
 /* vigie-node: the command line. */
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,13 +130,72 @@ static int cmd_check(const char *path)
 	return 0;
 }
 
-/* inject: a plain blocking client; one reply line per event line. */
+/* inject: send event lines and print the node's answer to each. Lines are
+ * pipelined (a file of thousands of events is not paced by the fsyncs) while
+ * answers, one per line in order, are read as they come. */
+struct inject {
+	int fd;
+	int argc, next_arg;
+	char **argv;
+	bool input_done;
+	char out[NODE_LINE_MAX + 2];
+	size_t out_len, out_off;
+	char in[4096];
+	size_t in_len;
+	unsigned long sent, answered, failures;
+};
+
+/* Fetch the next line to send into out; false at the end of the input. */
+static bool inject_next_line(struct inject *j)
+{
+	size_t len;
+
+	for (;;) {
+		if (j->argc > 0) {
+			if (j->next_arg >= j->argc)
+				return false;
+			snprintf(j->out, sizeof(j->out), "%s", j->argv[j->next_arg++]);
+		} else if (!fgets(j->out, sizeof(j->out), stdin)) {
+			return false;
+		}
+		len = strlen(j->out);
+		if (len == sizeof(j->out) - 1 && j->out[len - 1] != '\n') {
+			fprintf(stderr, "vigie-node inject: line longer than %d bytes, stopping\n",
+				NODE_LINE_MAX);
+			j->failures++;
+			return false;
+		}
+		while (len && (j->out[len - 1] == '\n' || j->out[len - 1] == '\r'))
+			len--;
+		if (!len || j->out[0] == '#')
+			continue;
+		j->out[len++] = '\n';
+		j->out_len = len;
+		j->out_off = 0;
+		return true;
+	}
+}
+
+static void inject_read_answers(struct inject *j)
+{
+	char *nl;
+
+	while ((nl = memchr(j->in, '\n', j->in_len))) {
+		size_t n = (size_t)(nl - j->in) + 1;
+
+		fwrite(j->in, 1, n, stdout);
+		if (strncmp(j->in, "OK", 2) != 0)
+			j->failures++;
+		j->answered++;
+		memmove(j->in, j->in + n, j->in_len - n);
+		j->in_len -= n;
+	}
+}
+
 static int cmd_inject(const char *sock_path, int argc, char **argv)
 {
+	struct inject j = {.argc = argc, .argv = argv};
 	struct sockaddr_un sa;
-	FILE *rx;
-	char line[NODE_LINE_MAX + 2];
-	int fd, failures = 0, sent = 0;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;
@@ -145,64 +205,57 @@ static int cmd_inject(const char *sock_path, int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	strcpy(sa.sun_path, sock_path);
-	fd = socket(AF_UNIX, SOCK_STREAM, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	signal(SIGPIPE, SIG_IGN);
+	j.fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (j.fd < 0 || connect(j.fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		perror(sock_path);
-		if (fd >= 0)
-			close(fd);
+		if (j.fd >= 0)
+			close(j.fd);
 		return 1;
 	}
-	rx = fdopen(dup(fd), "r");
-	if (!rx) {
-		close(fd);
-		return 1;
-	}
-	for (int i = 0;; i++) {
-		size_t len;
-		char reply[256];
+	j.input_done = !inject_next_line(&j);
+	while (!j.input_done || j.answered < j.sent) {
+		struct pollfd pfd = {.fd = j.fd, .events = POLLIN};
+		ssize_t n;
 
-		if (argc > 0) {
-			if (i >= argc)
-				break;
-			snprintf(line, sizeof(line), "%s\n", argv[i]);
-		} else if (!fgets(line, sizeof(line), stdin)) {
+		if (!j.input_done)
+			pfd.events |= POLLOUT;
+		if (poll(&pfd, 1, -1) < 0)
 			break;
+		if (pfd.revents & POLLOUT) {
+			n = write(j.fd, j.out + j.out_off, j.out_len - j.out_off);
+			if (n < 0) {
+				perror("vigie-node inject: write");
+				j.failures++;
+				break;
+			}
+			j.out_off += (size_t)n;
+			if (j.out_off == j.out_len) {
+				j.sent++;
+				j.input_done = !inject_next_line(&j);
+			}
 		}
-		len = strlen(line);
-		if (len && line[len - 1] != '\n') {
-			if (len + 1 < sizeof(line)) {
-				line[len++] = '\n';
-				line[len] = '\0';
-			} else {
-				fprintf(stderr, "vigie-node inject: line longer than %d bytes\n",
-					NODE_LINE_MAX);
-				failures++;
+		if (pfd.revents & (POLLIN | POLLHUP | POLLERR)) {
+			n = read(j.fd, j.in + j.in_len, sizeof(j.in) - j.in_len);
+			if (n <= 0) {
+				fprintf(stderr, "vigie-node inject: connection closed by the node\n");
+				j.failures++;
+				break;
+			}
+			j.in_len += (size_t)n;
+			inject_read_answers(&j);
+			if (j.in_len == sizeof(j.in)) {
+				fprintf(stderr, "vigie-node inject: answer line too long\n");
+				j.failures++;
 				break;
 			}
 		}
-		if (line[0] == '\n' || line[0] == '#')
-			continue;
-		if (write(fd, line, len) != (ssize_t)len) {
-			perror("write");
-			failures++;
-			break;
-		}
-		sent++;
-		/* Wait for each answer: it comes only once the event is on
-		 * disk, which is what the caller wants to know. */
-		if (!fgets(reply, sizeof(reply), rx)) {
-			fprintf(stderr, "vigie-node inject: connection closed by the node\n");
-			failures++;
-			break;
-		}
-		fputs(reply, stdout);
-		if (strncmp(reply, "OK", 2) != 0)
-			failures++;
 	}
-	fclose(rx);
-	close(fd);
-	(void)sent;
-	return failures ? 1 : 0;
+	close(j.fd);
+	if (j.answered < j.sent)
+		fprintf(stderr, "vigie-node inject: %lu of %lu line(s) unanswered\n",
+			j.sent - j.answered, j.sent);
+	return j.failures || j.answered < j.sent ? 1 : 0;
 }
 
 static int cmd_run(const char *config, const char *scenario_path, double speed,

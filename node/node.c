@@ -331,6 +331,12 @@ static void check_paths(struct vigie_node *n, uint64_t now)
 			why = FAILOVER_NO_RECEIPT;
 		if (why == FAILOVER_NONE)
 			return;
+		/* Switch first: the loss report then leaves on the path that
+		 * works. */
+		if (n->n_paths > 1) {
+			n->st.failovers++;
+			switch_path(n, SECONDARY);
+		}
 		if (!n->loss_reported) {
 			n->loss_reported = true;
 			n->failover = why;
@@ -344,10 +350,6 @@ static void check_paths(struct vigie_node *n, uint64_t now)
 					 why == FAILOVER_DISCONNECTED
 						 ? "disconnected"
 						 : "no-receipt");
-		}
-		if (n->n_paths > 1) {
-			n->st.failovers++;
-			switch_path(n, SECONDARY);
 		}
 		return;
 	}
