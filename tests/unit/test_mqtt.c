@@ -344,12 +344,126 @@ static void test_v5_persistent_session(void **state)
 	assert_string_equal(x->b.last_payload, "m4");
 }
 
+/* A peer that speaks only MQTT 3.1.1: it answers an MQTT 5 CONNECT with a
+ * 3.1.1 CONNACK "unacceptable protocol version", as such brokers do, and
+ * accepts a 3.1.1 CONNECT. No mosquitto can be told to refuse MQTT 5, so
+ * this one branch is tested against a scripted peer. */
+struct v311_peer {
+	uv_tcp_t server;
+	uv_tcp_t conn[4];
+	int n_conn;
+	int levels[4];
+	char buf[256];
+	size_t used;
+};
+
+static void peer_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
+{
+	struct v311_peer *p = h->data;
+
+	(void)size;
+	buf->base = p->buf + p->used;
+	buf->len = sizeof(p->buf) - p->used;
+}
+
+static void peer_written(uv_write_t *req, int status)
+{
+	(void)status;
+	free(req);
+}
+
+static void peer_send(uv_tcp_t *c, const char *bytes, size_t len)
+{
+	uv_write_t *req = malloc(sizeof(*req) + len);
+	uv_buf_t b;
+
+	memcpy(req + 1, bytes, len);
+	b = uv_buf_init((char *)(req + 1), (unsigned)len);
+	uv_write(req, (uv_stream_t *)c, &b, 1, peer_written);
+}
+
+static void peer_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	struct v311_peer *p = s->data;
+	int idx = (int)((uv_tcp_t *)s - p->conn);
+
+	(void)buf;
+	if (n < 0) {
+		if (!uv_is_closing((uv_handle_t *)s))
+			uv_close((uv_handle_t *)s, NULL);
+		return;
+	}
+	p->used += (size_t)n;
+	/* CONNECT: type, remaining length (one byte here), 00 04 "MQTT", level */
+	if (p->used < 9 || p->levels[idx])
+		return;
+	p->levels[idx] = (unsigned char)p->buf[8];
+	p->used = 0;
+	if (p->levels[idx] == 5) {
+		peer_send((uv_tcp_t *)s, "\x20\x02\x00\x01", 4);
+		uv_close((uv_handle_t *)s, NULL);
+	} else {
+		peer_send((uv_tcp_t *)s, "\x20\x02\x00\x00", 4);
+	}
+}
+
+static void peer_connection(uv_stream_t *server, int status)
+{
+	struct v311_peer *p = server->data;
+	uv_tcp_t *c;
+
+	if (status < 0 || p->n_conn == 4)
+		return;
+	c = &p->conn[p->n_conn++];
+	uv_tcp_init(server->loop, c);
+	c->data = p;
+	if (uv_accept(server, (uv_stream_t *)c) == 0)
+		uv_read_start((uv_stream_t *)c, peer_alloc, peer_read);
+}
+
+static bool a_connected(struct ctx *x)
+{
+	return x->a.m && vigie_mqtt_connected(x->a.m);
+}
+
+static void test_falls_back_to_311(void **state)
+{
+	struct ctx *x = *state;
+	struct v311_peer p;
+	struct sockaddr_in sa;
+	int port = test_free_port();
+
+	memset(&p, 0, sizeof(p));
+	uv_tcp_init(&x->loop, &p.server);
+	p.server.data = &p;
+	uv_ip4_addr("127.0.0.1", port, &sa);
+	assert_int_equal(uv_tcp_bind(&p.server, (struct sockaddr *)&sa, 0), 0);
+	assert_int_equal(uv_listen((uv_stream_t *)&p.server, 8, peer_connection), 0);
+	x->broker.port = port; /* open_client connects here */
+	open_client(x, &x->a, "old-broker", true, 0);
+	assert_true(run_until(x, a_connected, 5000));
+	assert_int_equal(p.levels[0], 5);
+	assert_int_equal(p.levels[1], 4);
+	assert_int_equal(vigie_mqtt_protocol_in_use(x->a.m), 4);
+	vigie_mqtt_close(x->a.m, on_closed, x);
+	x->a.m = NULL;
+	for (int i = 0; i < p.n_conn; i++)
+		if (!uv_is_closing((uv_handle_t *)&p.conn[i]))
+			uv_close((uv_handle_t *)&p.conn[i], NULL);
+	uv_close((uv_handle_t *)&p.server, NULL);
+	uv_run(&x->loop, UV_RUN_NOWAIT);
+	while (x->closed < 1)
+		uv_run(&x->loop, UV_RUN_ONCE);
+	x->closed = 0;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_round_trip_and_idle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reconnect_after_kill9, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v5_persistent_session, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_falls_back_to_311, setup, teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
