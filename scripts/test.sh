@@ -37,7 +37,9 @@ fi
 if [ "${VIGIE_TEST_QUICK:-0}" != 1 ]; then
   fuzz_seconds=${VIGIE_FUZZ_SECONDS:-30}
   step "fuzzing every decoder of outside input (${fuzz_seconds} s each)"
-  CC=clang "$here/scripts/build.sh" "$here/build-fuzz" -DVIGIE_FUZZ=ON -DVIGIE_TESTS=ON
+  CC=clang cmake -S "$here" -B "$here/build-fuzz" -DVIGIE_FUZZ=ON >/dev/null
+  mapfile -t fuzzers < <(cd "$here/tests/fuzz" && ls fuzz_*.c | sed 's/\.c$//')
+  cmake --build "$here/build-fuzz" -j"$(nproc)" --target "${fuzzers[@]}" >/dev/null
   for f in "$here"/build-fuzz/fuzz/fuzz_*; do
     name=$(basename "$f")
     corpus="$here/tests/fuzz/corpus/${name#fuzz_}"
