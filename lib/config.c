@@ -54,11 +54,18 @@ struct vigie_conf_node {
 	char buf[];
 };
 
+/* Strings the config owns beyond its tree (vigie_conf_intern). */
+struct conf_string {
+	struct conf_string *next;
+	char text[];
+};
+
 struct vigie_conf {
 	char *file;
 	struct vigie_conf_node *root;
 	size_t nodes;
 	bool failed;
+	struct conf_string *interned;
 	char err[CONF_ERR_MAX];
 };
 
@@ -769,10 +776,32 @@ int vigie_conf_load(const char *path, struct vigie_conf **out)
 	return finish(c, rc);
 }
 
+const char *vigie_conf_intern(struct vigie_conf *c, const char *s, size_t len)
+{
+	struct conf_string *cs;
+
+	if (!c || !s)
+		return NULL;
+	cs = malloc(sizeof(*cs) + len + 1);
+	if (!cs)
+		return NULL;
+	memcpy(cs->text, s, len);
+	cs->text[len] = '\0';
+	cs->next = c->interned;
+	c->interned = cs;
+	return cs->text;
+}
+
 void vigie_conf_free(struct vigie_conf *c)
 {
 	if (!c)
 		return;
+	while (c->interned) {
+		struct conf_string *next = c->interned->next;
+
+		free(c->interned);
+		c->interned = next;
+	}
 	node_free(c->root);
 	free(c->file);
 	free(c);

@@ -34,7 +34,7 @@ enum failover_reason {
 struct path {
 	struct vigie_node *node;
 	struct vigie_mqtt *mqtt;
-	const struct node_broker *cfg;
+	const struct vigie_conf_broker *cfg;
 	const char *name;
 	bool started;
 	bool up;
@@ -588,7 +588,7 @@ out_free_payload:
 	return rc;
 }
 
-static int open_path(struct vigie_node *n, int idx, const struct node_broker *b,
+static int open_path(struct vigie_node *n, int idx, const struct vigie_conf_broker *b,
 		     const char *name)
 {
 	static const struct vigie_mqtt_callbacks cbs = {
@@ -604,22 +604,16 @@ static int open_path(struct vigie_node *n, int idx, const struct node_broker *b,
 	memset(&o, 0, sizeof(o));
 	snprintf(client_id, sizeof(client_id), "vigie-%s-%s%s", n->cfg->site,
 		 n->cfg->node, idx == PRIMARY ? "" : "-2");
-	o.host = b->host;
-	o.port = b->port;
+	vigie_conf_broker_apply(b, &o);
 	o.client_id = client_id;
-	o.username = b->username;
-	o.password = b->password;
-	o.keepalive_s = b->keepalive_s;
 	/* No broker session: what a lost connection held is re-sent from the
 	 * outbox, and receipts are re-triggered by the re-send. */
 	o.clean_start = true;
-	o.protocol = b->protocol;
 	o.will_topic = n->topic_state;
 	o.will_payload = n->will;
 	o.will_len = n->will_len;
 	o.will_qos = 1;
 	o.will_retain = true;
-	o.tls = b->tls;
 	o.reconnect_min_ms = 100;
 	o.reconnect_max_ms = 5000;
 	o.name = name;

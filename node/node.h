@@ -30,15 +30,6 @@ struct node_sensor {
 	size_t n_zones;
 };
 
-struct node_broker {
-	const char *host;
-	int port;
-	const char *username, *password;
-	struct vigie_mqtt_tls tls;
-	enum vigie_mqtt_protocol protocol;
-	int keepalive_s;
-};
-
 struct node_config {
 	struct vigie_conf *conf; /* owns every string below */
 	const char *path;
@@ -47,7 +38,7 @@ struct node_config {
 	const char *socket_path; /* NULL: no socket input */
 	uint64_t heartbeat_ms, reporting_ms, resend_ms, failover_ms;
 	uint64_t max_pending;
-	struct node_broker primary, secondary;
+	struct vigie_conf_broker primary, secondary;
 	bool has_secondary;
 	struct node_zone *zones;
 	size_t n_zones;

@@ -10,72 +10,11 @@ static const char *const top_keys[] = {
 	"site", "node", "outbox", "socket", "heartbeat_period", "reporting_time",
 	"resend_timeout", "failover_time", "max_pending", "brokers", "zones",
 	"sensors", NULL};
-static const char *const broker_keys[] = {"host", "port", "username",
-					  "password", "protocol", "keepalive",
-					  "tls", NULL};
-static const char *const tls_keys[] = {"ca", "capath", "cert", "key",
-				       "insecure", NULL};
 static const char *const zone_keys[] = {"id", "name", "floor", "facade",
 					"kind", "location", "cameras",
 					"action_plan", NULL};
 static const char *const sensor_keys[] = {"id", "name", "kind", "zones", NULL};
 static const char *const location_keys[] = {"lat", "lon", NULL};
-
-static int load_broker(struct vigie_conf *c, const struct vigie_conf_node *map,
-		       struct node_broker *b)
-{
-	const struct vigie_conf_node *tls = NULL;
-	const char *proto = NULL;
-	uint64_t port = 0, keepalive = 10;
-	int rc = 0;
-
-	rc |= vigie_conf_expect_map(c, map, broker_keys);
-	rc |= vigie_conf_str(c, map, "host", VIGIE_CONF_REQUIRED, &b->host);
-	rc |= vigie_conf_uint(c, map, "port", 1, 65535, VIGIE_CONF_REQUIRED, &port);
-	rc |= vigie_conf_str(c, map, "username", VIGIE_CONF_OPTIONAL, &b->username);
-	rc |= vigie_conf_str(c, map, "password", VIGIE_CONF_OPTIONAL, &b->password);
-	rc |= vigie_conf_uint(c, map, "keepalive", 5, 3600, VIGIE_CONF_OPTIONAL,
-			      &keepalive);
-	rc |= vigie_conf_str(c, map, "protocol", VIGIE_CONF_OPTIONAL, &proto);
-	rc |= vigie_conf_section(c, map, "tls", false, VIGIE_CONF_OPTIONAL, &tls);
-	if (rc)
-		return VIGIE_ECONFIG;
-	b->port = (int)port;
-	b->keepalive_s = (int)keepalive;
-	b->protocol = VIGIE_MQTT_AUTO;
-	if (proto) {
-		if (strcmp(proto, "5") == 0)
-			b->protocol = VIGIE_MQTT_V5;
-		else if (strcmp(proto, "3.1.1") == 0)
-			b->protocol = VIGIE_MQTT_V311;
-		else if (strcmp(proto, "auto") != 0)
-			return vigie_conf_fail(c, vigie_conf_get(map, "protocol"),
-					       "expected auto, 5 or 3.1.1, got \"%s\"",
-					       proto);
-	}
-	if (b->password && !b->username)
-		return vigie_conf_fail(c, vigie_conf_get(map, "password"),
-				       "a password needs a username");
-	if (tls) {
-		rc |= vigie_conf_expect_map(c, tls, tls_keys);
-		rc |= vigie_conf_str(c, tls, "ca", VIGIE_CONF_OPTIONAL, &b->tls.cafile);
-		rc |= vigie_conf_str(c, tls, "capath", VIGIE_CONF_OPTIONAL,
-				     &b->tls.capath);
-		rc |= vigie_conf_str(c, tls, "cert", VIGIE_CONF_OPTIONAL,
-				     &b->tls.certfile);
-		rc |= vigie_conf_str(c, tls, "key", VIGIE_CONF_OPTIONAL,
-				     &b->tls.keyfile);
-		rc |= vigie_conf_bool(c, tls, "insecure", VIGIE_CONF_OPTIONAL,
-				      &b->tls.insecure);
-		if (rc)
-			return VIGIE_ECONFIG;
-		if (!b->tls.cafile && !b->tls.capath)
-			return vigie_conf_fail(c, tls, "tls needs ca or capath");
-		if (!b->tls.certfile != !b->tls.keyfile)
-			return vigie_conf_fail(c, tls, "cert and key go together");
-	}
-	return 0;
-}
 
 static int load_zone(struct vigie_conf *c, const struct vigie_conf_node *map,
 		     struct node_zone *z)
@@ -243,12 +182,12 @@ int vigie__nodeconf_load(const char *path, struct node_config *cfg, char *err,
 	if (vigie_conf_expect_map(c, brokers, path_keys))
 		goto out_err;
 	rc = vigie_conf_section(c, brokers, "primary", false, VIGIE_CONF_REQUIRED, &n);
-	if (rc || load_broker(c, n, &cfg->primary))
+	if (rc || vigie_conf_broker(c, n, 0, NULL, &cfg->primary))
 		goto out_err;
 	n = NULL;
 	rc = vigie_conf_section(c, brokers, "secondary", false,
 				VIGIE_CONF_OPTIONAL, &n);
-	if (rc || (n && load_broker(c, n, &cfg->secondary)))
+	if (rc || (n && vigie_conf_broker(c, n, 0, NULL, &cfg->secondary)))
 		goto out_err;
 	cfg->has_secondary = n != NULL;
 

@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "vigie/mqtt.h"
+
 struct vigie_conf;
 struct vigie_conf_node;
 
@@ -107,5 +109,43 @@ int vigie_conf_duration(struct vigie_conf *c, const struct vigie_conf_node *map,
 int vigie_conf_str_list(struct vigie_conf *c, const struct vigie_conf_node *map,
 			const char *key, int flags, const char ***out,
 			size_t *count);
+
+/* vigie_conf_intern: a copy of s[0..len) owned by the config, freed with it
+ * (for values read from elsewhere, e.g. a password file). NULL when out of
+ * memory. */
+const char *vigie_conf_intern(struct vigie_conf *c, const char *s, size_t len);
+
+/* A broker connection, spelt the same in every Vigie config:
+ *   host: 127.0.0.1          (required)
+ *   port: 1883               (default: the caller's)
+ *   username: node
+ *   password: secret         or  password_file: /etc/vigie/node.pw
+ *                            (its first line; keeps the secret out of a
+ *                            config that is often world-readable)
+ *   protocol: auto           auto (MQTT 5, falling back to 3.1.1), 5, 3.1.1
+ *   keepalive: 10            seconds, 5..3600
+ *   tls: {ca: FILE, capath: DIR, cert: FILE, key: FILE, insecure: false}
+ * `extra_keys` (NULL-terminated, may be NULL) are further keys the caller
+ * reads itself from the same map. */
+struct vigie_conf_broker {
+	const char *host;
+	int port;
+	const char *username;
+	const char *password;
+	struct vigie_mqtt_tls tls;
+	enum vigie_mqtt_protocol protocol;
+	int keepalive_s;
+};
+
+/* vigie_conf_broker: read the broker map `map` into *out. Returns 0 or
+ * VIGIE_ECONFIG (the first error recorded as usual). */
+int vigie_conf_broker(struct vigie_conf *c, const struct vigie_conf_node *map,
+		      int default_port, const char *const *extra_keys,
+		      struct vigie_conf_broker *out);
+
+/* vigie_conf_broker_apply: copy the connection fields (host, port,
+ * credentials, TLS, protocol, keepalive) into MQTT client options. */
+void vigie_conf_broker_apply(const struct vigie_conf_broker *b,
+			     struct vigie_mqtt_options *o);
 
 #endif
