@@ -89,7 +89,10 @@ root_opt=()
 echo "demo: central broker on 127.0.0.1:$central_port, sites on :$louvre_port and :$mnhn_port" >&2
 /usr/bin/python3 "$gen" central --out "$work/central" --port "$central_port" \
   --site louvre --site mnhn --post pp-paris-1 --post pp-paris-2 "${root_opt[@]}" --quiet
-start central mosquitto -c "$work/central/mosquitto.conf"
+# Mosquitto 2.0 leaves Nagle on for the bridge connections it makes:
+# broker-config/nodelay.c turns it off (see broker-config/README.md).
+nodelay=(env "LD_PRELOAD=$here/build/lib/libvigie-nodelay.so")
+start central "${nodelay[@]}" mosquitto -c "$work/central/mosquitto.conf"
 wait_port "$central_port" central
 
 for site in "${sites[@]}"; do
@@ -98,7 +101,7 @@ for site in "${sites[@]}"; do
   /usr/bin/python3 "$gen" site --site "$site" --out "$work/$site" --port "$port" \
     --central-host 127.0.0.1 --central-port "$central_port" \
     --central-secrets "$work/central/secrets" "${root_opt[@]}" --quiet
-  start "site-$site" mosquitto -c "$work/$site/mosquitto.conf"
+  start "site-$site" "${nodelay[@]}" mosquitto -c "$work/$site/mosquitto.conf"
   wait_port "$port" "site-$site"
 done
 

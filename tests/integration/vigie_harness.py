@@ -77,6 +77,14 @@ def unique_id(prefix):
     return f"{prefix}-{os.getpid()}-{next(_ids)}"
 
 
+def broker_env():
+    """Environment for a mosquitto process: libvigie-nodelay preloaded when it
+    is built, as in production (broker-config/nodelay.c: Mosquitto 2.0 leaves
+    Nagle on for the bridge connections it makes)."""
+    lib = os.path.join(BUILD or "", "lib", "libvigie-nodelay.so")
+    return {"LD_PRELOAD": lib} if BUILD and os.path.exists(lib) else None
+
+
 def bin_path(name):
     """Path of a Vigie binary in the build directory ($VIGIE_BUILD/bin)."""
     if not BUILD:
@@ -464,7 +472,7 @@ class Broker:
         self.data_dir = os.path.join(config_dir, "data")
         self.extra_args = list(extra_args)
         self.users = {}
-        self.proc = harness._new_proc(name, [MOSQUITTO, "-c", self.conf])
+        self.proc = harness._new_proc(name, [MOSQUITTO, "-c", self.conf], env=broker_env())
 
     # configuration
     def generator_args(self):
