@@ -1,0 +1,238 @@
+/* vigie-bench internals: one file per concern.
+ *
+ *   main.c        options, which figures run, the JSON lines
+ *   proc.c        the temporary directory and child processes: every child
+ *                 is stopped by PID at exit, also on failure and on SIGINT
+ *   broker.c      mosquitto brokers on free loopback ports, the bridge
+ *   relay_stub.c  a subscriber that plays the relay (Receipts) on its own
+ *                 thread and loop, and measures what arrives
+ *   node_run.c    an in-process node (node/node.h) on a loop of its own
+ *   bare.c        bare libmosquitto publishers, the baselines
+ *   publish_bench.c, latency_bench.c, idle_bench.c: the figures
+ *   stats.c       clocks and percentiles
+ *
+ * Functions return 0 or a negative VIGIE_E* code and log the reason once
+ * where it is known; a figure that fails is left out of the output and makes
+ * the exit status 1. */
+#ifndef VIGIE_BENCH_H
+#define VIGIE_BENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "node.h"
+
+/* The site id every figure uses. */
+#define BENCH_SITE "bench"
+
+struct bench_opts {
+	bool quick;
+	/* Site brokers without persistence: takes the broker's disk out of
+	 * the figures (diagnosis only; production has it on). */
+	bool no_persistence;
+	const char *const *only; /* NULL-terminated prefixes; NULL: all */
+};
+
+/* ---- main.c ---- */
+
+/* bench_wanted: does the user want figure `name` (--only)? */
+bool bench_wanted(const struct bench_opts *o, const char *name);
+
+/* bench_emit: one JSON line on stdout; the baseline and ratio only when
+ * `baseline` > 0. Figures not wanted are not printed. */
+void bench_emit(const struct bench_opts *o, const char *name, double value,
+		const char *unit, double baseline);
+
+/* bench_progress: a human-readable line on stderr. */
+void bench_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- proc.c ---- */
+
+/* bench_proc_init: make the temporary directory, route SIGINT, SIGTERM and
+ * SIGHUP to a thread that cleans up, and register the same cleanup with
+ * atexit. Call first, before any other thread exists. */
+int bench_proc_init(void);
+
+/* bench_tmpdir: the temporary directory (removed at exit). */
+const char *bench_tmpdir(void);
+
+/* bench_self_dir: the folder holding this executable (build/bin). */
+int bench_self_dir(char *buf, size_t len);
+
+/* bench_path: "<tmpdir>/<name>" into buf. Returns 0 or VIGIE_ETOOBIG. */
+int bench_path(char *buf, size_t len, const char *name);
+
+/* bench_spawn: start argv[0] (an absolute path) with stdout and stderr
+ * appended to `log_path`, stdin from /dev/null. The child dies with us
+ * (PR_SET_PDEATHSIG) and is stopped by bench_proc_cleanup if still alive.
+ * Returns 0 or VIGIE_ESYS. */
+int bench_spawn(char *const argv[], const char *log_path, pid_t *out);
+
+/* bench_child_alive: false once the child has exited (it is then reaped
+ * and *status, if not NULL, gets its wait status). */
+bool bench_child_alive(pid_t pid, int *status);
+
+/* bench_child_stop: SIGTERM, wait up to timeout_ms, then SIGKILL; reaps
+ * the child. *status (may be NULL) gets its wait status. Returns 0, or
+ * VIGIE_ESYS when it had to be killed. */
+int bench_child_stop(pid_t pid, unsigned timeout_ms, int *status);
+
+/* bench_log_tail: print the last lines of a child's log to stderr. */
+void bench_log_tail(const char *log_path, const char *who);
+
+/* bench_proc_cleanup: stop every child still running, remove the
+ * temporary directory. Idempotent. */
+void bench_proc_cleanup(void);
+
+/* ---- broker.c ---- */
+
+struct bench_broker {
+	char name[16];
+	int port;
+	pid_t pid;
+	char conf[256];
+	char log[256];
+};
+
+/* A bridge from a site broker to a central one (DESIGN.md topic tree). */
+struct bench_bridge {
+	const char *site;
+	int central_port;
+};
+
+/* bench_broker_start: write a configuration like production's (tcp
+ * nodelay, the queue limits of broker-config/; with `persistence`, a
+ * persistence file saved on every change) plus a bridge when `bridge` is not
+ * NULL, start /usr/sbin/mosquitto on a free 127.0.0.1 port and wait until it
+ * accepts a connection. Returns 0, VIGIE_ESYS or VIGIE_ENOCONN. */
+int bench_broker_start(struct bench_broker *b, const char *name,
+		       bool persistence, const struct bench_bridge *bridge);
+
+/* bench_broker_stop: stop it by PID. Returns 0 or VIGIE_ESYS. */
+int bench_broker_stop(struct bench_broker *b);
+
+/* bench_bridge_wait: until a message published on the site broker under
+ * vigie/v1/site/<site>/ reaches the central broker and one published on the
+ * central broker under vigie/v1/relay/<site>/ reaches the site broker.
+ * Returns 0 or VIGIE_ENOCONN. */
+int bench_bridge_wait(const struct bench_broker *site,
+		      const struct bench_broker *central, const char *site_id,
+		      unsigned timeout_ms);
+
+/* bench_mosq_connect: a blocking libmosquitto client (MQTT 5, TCP_NODELAY,
+ * `max_inflight` QoS 1 messages in flight), connected. Returns 0,
+ * VIGIE_ENOMEM or VIGIE_ENOCONN. */
+struct mosquitto;
+int bench_mosq_connect(int port, const char *client_id, int max_inflight,
+		       void *userdata, struct mosquitto **out);
+
+/* ---- relay_stub.c ---- */
+
+struct bench_sink;
+
+struct bench_sink_options {
+	int port; /* broker to subscribe on (127.0.0.1) */
+	const char *site;
+	const char *node; /* events and births of this node only */
+	bool receipts;    /* play the relay: publish Receipts */
+	uint64_t max_seq; /* seqs above this are not tracked */
+};
+
+/* bench_sink_start: connect on a thread of its own, subscribe to the
+ * node's events and state, and return once a probe published through the
+ * subscription came back (so nothing sent after it is missed). Returns 0,
+ * VIGIE_ENOMEM, VIGIE_EINVAL or VIGIE_ENOCONN. */
+int bench_sink_start(const struct bench_sink_options *o,
+		      struct bench_sink **out);
+
+/* Read from any thread while it runs. */
+uint64_t bench_sink_received(struct bench_sink *r);    /* distinct events */
+uint64_t bench_sink_last_new_us(struct bench_sink *r); /* mono µs */
+uint64_t bench_sink_online_boot(struct bench_sink *r); /* 0: no birth */
+uint64_t bench_sink_duplicates(struct bench_sink *r);
+
+/* bench_sink_stop: disconnect and join the thread. */
+void bench_sink_stop(struct bench_sink *r);
+
+/* bench_sink_latency: after stop, the latency (µs, receive time minus
+ * Event.time_us) of the first arrival of `seq`; UINT32_MAX if it never
+ * arrived. */
+uint32_t bench_sink_latency(const struct bench_sink *r, uint64_t seq);
+
+void bench_sink_free(struct bench_sink *r);
+
+/* ---- node_run.c ---- */
+
+struct bench_node {
+	uv_loop_t loop;
+	struct node_config cfg;
+	struct vigie_node *node;
+	struct node_event ev; /* what is submitted */
+	char yaml[256];
+	bool cfg_loaded;
+	bool loop_open;
+};
+
+/* bench_node_yaml: write a node configuration: site BENCH_SITE, node `id`,
+ * primary broker 127.0.0.1:`port`, outbox and socket in the temporary
+ * directory, a museum's worth of zones and sensors. */
+int bench_node_yaml(const char *path, const char *id, int port,
+		    const char *heartbeat);
+
+/* bench_node_open: load that config, open and start the node on bn->loop
+ * and parse the event line submitted by the figures. */
+int bench_node_open(struct bench_node *bn, const char *id, int port);
+
+/* bench_node_submit: submit bn->ev; `cb` as in vigie__node_submit. */
+int bench_node_submit(struct bench_node *bn, vigie_node_submit_cb cb,
+		      void *arg);
+
+/* bench_loop_until: run `loop` until cond(arg) is true (checked every
+ * `check_ms`) or `timeout_ms` passed. Returns 0 or VIGIE_ENOCONN. */
+int bench_loop_until(uv_loop_t *loop, bool (*cond)(void *arg), void *arg,
+		     unsigned check_ms, unsigned timeout_ms);
+
+/* bench_node_close: close the node, drain the loop and check that no
+ * handle is left. Returns 0 or VIGIE_EIO. */
+int bench_node_close(struct bench_node *bn);
+
+/* ---- bare.c ---- */
+
+/* bench_bare_payload: an encoded SignedEvent like the node's for
+ * BENCH_SITE/`node`, with seq and time_us. *out is malloc'd. */
+int bench_bare_payload(const char *node, uint64_t boot_id, uint64_t seq,
+		       uint64_t time_us, uint8_t **out, size_t *len);
+
+/* The bare publishers subscribe to the Receipts `relay` sends them and
+ * ignore them, so that the brokers and the bridge carry the same traffic as
+ * with the node.
+ *
+ * bench_bare_rate: publish `n` events (seq 1..n, encoded beforehand) as
+ * fast as the broker takes them, at most `window` not yet seen by `relay`.
+ * *elapsed_us: first publish to the n-th distinct arrival. */
+int bench_bare_rate(int port, const char *node, uint64_t n, uint64_t window,
+		    struct bench_sink *relay, uint64_t *elapsed_us);
+
+/* bench_bare_paced: publish `n` events (seq 1..n) at `rate` per second,
+ * each stamped right before mosquitto_publish, then wait until `relay`
+ * saw them all or `drain_ms` passed. */
+int bench_bare_paced(int port, const char *node, uint64_t n, double rate,
+		     struct bench_sink *relay, unsigned drain_ms);
+
+/* ---- stats.c ---- */
+
+uint64_t bench_mono_us(void);
+/* bench_percentile: nearest-rank percentile `p` (0..100) of v[0..n), which
+ * is sorted in place. 0 when n is 0. */
+uint32_t bench_percentile(uint32_t *v, size_t n, double p);
+
+/* ---- the figures ---- */
+
+int bench_publish_rate(const struct bench_opts *o);
+int bench_latency(const struct bench_opts *o);
+int bench_idle(const struct bench_opts *o);
+
+#endif
