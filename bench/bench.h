@@ -4,7 +4,7 @@
  *   proc.c        the temporary directory and child processes: every child
  *                 is stopped by PID at exit, also on failure and on SIGINT
  *   broker.c      mosquitto brokers on free loopback ports, the bridge
- *   relay_stub.c  a subscriber that plays the relay (Receipts) on its own
+ *   central_sink.c  the central subscriber: measures, and receipts as the relay would, on its own
  *                 thread and loop, and measures what arrives
  *   node_run.c    an in-process node (node/node.h) on a loop of its own
  *   bare.c        bare libmosquitto publishers, the baselines
@@ -129,7 +129,7 @@ struct mosquitto;
 int bench_mosq_connect(int port, const char *client_id, int max_inflight,
 		       void *userdata, struct mosquitto **out);
 
-/* ---- relay_stub.c ---- */
+/* ---- central_sink.c ---- */
 
 struct bench_sink;
 

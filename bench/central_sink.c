@@ -47,7 +47,7 @@ struct bench_sink {
 	struct vigie_mqtt *mqtt;
 	bool loop_inited, handles_inited, thread_started, stopped;
 
-	/* The stub's thread only. */
+	/* The sink's thread only. */
 	uint64_t boot_id;    /* of the tracked node's events; 0 until one */
 	uint8_t *seen;       /* bit per seq, 1..max_seq */
 	uint32_t *latency;   /* µs per seq; UINT32_MAX: not (yet) seen */
