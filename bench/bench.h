@@ -234,5 +234,7 @@ uint32_t bench_percentile(uint32_t *v, size_t n, double p);
 int bench_publish_rate(const struct bench_opts *o);
 int bench_latency(const struct bench_opts *o);
 int bench_idle(const struct bench_opts *o);
+/* panels_bench.c: SIA DC-09 frames from many panels into one node. */
+int bench_panels(const struct bench_opts *o);
 
 #endif

@@ -1,4 +1,4 @@
-/* vigie-bench: measures the node and prints one JSON object per figure on
+/* vigie-bench: measures the node and its panel receiver and prints one JSON object per figure on
  * stdout, {"name":..,"value":..,"unit":..[,"baseline":..,"ratio":..]};
  * progress goes to stderr. Everything runs on 127.0.0.1 with brokers and
  * nodes it starts itself and stops again, also when interrupted. */
@@ -30,12 +30,14 @@ static const char usage[] =
 	"  --verbose         log the node's and libvigie's info messages\n"
 	"  --help            this text\n"
 	"figures: node.publish_rate (events/s), node.latency_p50 and\n"
-	"node.latency_p99 (us), node.idle_rss (MB), node.idle_cpu (%)\n"
+	"node.latency_p99 (us), node.idle_rss (MB), node.idle_cpu (%),\n"
+	"panels.frame_rate and panels.frame_rate_aes (frames/s),\n"
+	"panels.latency_p99 and panels.ack_latency_p99 (us)\n"
 	"output: one JSON object per line on stdout; progress on stderr\n"
 	"exit status: 0 all figures measured, 1 some failed, 2 bad usage\n";
 
 struct figure {
-	const char *names[3]; /* what it emits, NULL-terminated */
+	const char *names[6]; /* what it emits, NULL-terminated */
 	int (*run)(const struct bench_opts *o);
 };
 
@@ -43,6 +45,9 @@ static const struct figure figures[] = {
 	{{"node.publish_rate", NULL}, bench_publish_rate},
 	{{"node.latency_p50", "node.latency_p99", NULL}, bench_latency},
 	{{"node.idle_rss", "node.idle_cpu", NULL}, bench_idle},
+	{{"panels.frame_rate", "panels.frame_rate_aes", "panels.latency_p99",
+	  "panels.ack_latency_p99", NULL},
+	 bench_panels},
 };
 
 bool bench_wanted(const struct bench_opts *o, const char *name)

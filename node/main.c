@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "node.h"
+#include "sia.h"
 #include "vigie/error.h"
 #include "vigie/log.h"
 
@@ -34,6 +35,7 @@ struct app {
 	struct node_config cfg;
 	struct vigie_node *node;
 	struct node_input *input;
+	struct sia_receiver *panels;
 	struct node_scenario *scenario;
 	uv_signal_t sigint, sigterm;
 	uv_timer_t drain;
@@ -72,6 +74,11 @@ static void shutdown_app(struct app *a)
 	if (a->input)
 		vigie__input_close(a->input, NULL, NULL);
 	a->input = NULL;
+	/* Before the node: the receiver is released once the node has
+	 * reported on every panel event it was given. */
+	if (a->panels)
+		vigie__sia_close(a->panels, NULL, NULL);
+	a->panels = NULL;
 	vigie__node_close(a->node, on_node_closed, a);
 }
 
@@ -115,6 +122,9 @@ static int cmd_check(const char *path)
 	printf("%s: valid: site %s, node %s, %zu zone(s), %zu sensor(s)%s\n",
 	       path, cfg.site, cfg.node, cfg.n_zones, cfg.n_sensors,
 	       cfg.has_secondary ? ", dual path" : "");
+	if (cfg.panels)
+		printf("panels: %zu listener(s), %zu account(s)\n",
+		       cfg.panels->n_listen, cfg.panels->n_accounts);
 	for (size_t i = 0; i < cfg.n_zones; i++) {
 		if (vigie__nodeconf_covered(&cfg, cfg.zones[i].id))
 			continue;
@@ -299,6 +309,15 @@ static int cmd_run(const char *config, const char *scenario_path, double speed,
 	if (a.cfg.socket_path) {
 		rc = vigie__input_open(&a.loop, a.node, a.cfg.socket_path, &a.input);
 		if (rc) {
+			a.status = 1;
+			shutdown_app(&a);
+		}
+	}
+	if (!a.stopping && a.cfg.panels) {
+		rc = vigie__sia_open(&a.loop, a.node, a.cfg.panels, &a.panels);
+		if (rc) {
+			vigie_log_error("cannot start the panel receiver: %s",
+					vigie_strerror(rc));
 			a.status = 1;
 			shutdown_app(&a);
 		}

@@ -30,6 +30,8 @@ struct node_sensor {
 	size_t n_zones;
 };
 
+struct sia_config;
+
 struct node_config {
 	struct vigie_conf *conf; /* owns every string below */
 	const char *path;
@@ -44,6 +46,7 @@ struct node_config {
 	size_t n_zones;
 	struct node_sensor *sensors;
 	size_t n_sensors;
+	struct sia_config *panels; /* NULL: no SIA DC-09 receiver (sia.h) */
 };
 
 /* vigie__nodeconf_load: read and validate a node config. On error returns

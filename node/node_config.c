@@ -4,12 +4,13 @@
 #include <string.h>
 
 #include "node.h"
+#include "sia.h"
 #include "vigie/error.h"
 
 static const char *const top_keys[] = {
 	"site", "node", "outbox", "socket", "heartbeat_period", "reporting_time",
 	"resend_timeout", "failover_time", "max_pending", "brokers", "zones",
-	"sensors", NULL};
+	"sensors", "panels", NULL};
 static const char *const zone_keys[] = {"id", "name", "floor", "facade",
 					"kind", "location", "cameras",
 					"action_plan", NULL};
@@ -208,6 +209,12 @@ int vigie__nodeconf_load(const char *path, struct node_config *cfg, char *err,
 			goto out_err;
 	if (check_refs(c, root, cfg))
 		goto out_err;
+	/* Panels last: their mapping names the zones and sensors above. */
+	n = NULL;
+	if (vigie_conf_section(c, root, "panels", false, VIGIE_CONF_OPTIONAL,
+			       &n) ||
+	    vigie__sia_conf_load(c, n, cfg, &cfg->panels))
+		goto out_err;
 	return 0;
 out_err:
 	snprintf(err, errlen, "%s",
@@ -224,6 +231,7 @@ void vigie__nodeconf_free(struct node_config *cfg)
 		free(cfg->sensors[i].zones);
 	free(cfg->zones);
 	free(cfg->sensors);
+	vigie__sia_conf_free(cfg->panels);
 	vigie_conf_free(cfg->conf);
 	memset(cfg, 0, sizeof(*cfg));
 }
