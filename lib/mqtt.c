@@ -76,6 +76,12 @@ struct vigie_mqtt {
 	struct sub *subs;
 	size_t n_subs;
 
+	int inflight;      /* QoS>0 publishes not yet acknowledged */
+	int dispatching;   /* depth of mosquitto_loop_* calls on the stack */
+	bool stop_pending; /* finish the disconnect once outside libmosquitto */
+	bool draining;     /* stopping: waiting for in-flight PUBACKs */
+	bool was_connected; /* at the stop: report on_disconnect(0) */
+	bool close_requested;
 	int handles_open;
 	void (*close_cb)(void *arg);
 	void *close_arg;
@@ -88,12 +94,38 @@ struct vigie_mqtt {
  * granularity in libmosquitto is one second anyway. */
 #define MISC_INTERVAL_MS 1000
 #define READ_BATCH 256
+/* A clean stop waits this long at most for in-flight QoS 1 PUBACKs. */
+#define DRAIN_TIMEOUT_MS 2000
 
 static void schedule_reconnect(struct vigie_mqtt *m);
 static void connect_now(struct vigie_mqtt *m);
 static void connect_timeout_cb(uv_timer_t *t);
 static void cancel_probe(struct vigie_mqtt *m);
 static void restart_poll(struct conn *c);
+static void finish_stop(struct vigie_mqtt *m);
+
+/* Every call into libmosquitto's loop goes through here. Its callbacks run
+ * inside these calls with libmosquitto's callback lock held, so a stop
+ * asked for from a callback must not write (writing a DISCONNECT runs the
+ * disconnect callback under that same lock): it is finished here, once the
+ * call returned. */
+enum loop_call { CALL_READ, CALL_WRITE, CALL_MISC };
+
+static void call_loop(struct vigie_mqtt *m, enum loop_call what)
+{
+	m->dispatching++;
+	if (what == CALL_READ)
+		mosquitto_loop_read(m->mosq, READ_BATCH);
+	else if (what == CALL_WRITE)
+		mosquitto_loop_write(m->mosq, READ_BATCH);
+	else
+		mosquitto_loop_misc(m->mosq);
+	m->dispatching--;
+	if (!m->dispatching && m->stop_pending) {
+		m->stop_pending = false;
+		finish_stop(m);
+	}
+}
 
 static char *dup_opt(const char *s)
 {
@@ -216,7 +248,7 @@ static void poll_cb(uv_poll_t *h, int status, int events)
 		events = UV_READABLE | UV_WRITABLE;
 	}
 	if (events & UV_WRITABLE) {
-		mosquitto_loop_write(m->mosq, READ_BATCH);
+		call_loop(m, CALL_WRITE);
 		if (m->conn != c)
 			return;
 		/* During a TLS handshake mosquitto_want_write() stays true even
@@ -232,7 +264,7 @@ static void poll_cb(uv_poll_t *h, int status, int events)
 		}
 	}
 	if (events & UV_READABLE) {
-		mosquitto_loop_read(m->mosq, READ_BATCH);
+		call_loop(m, CALL_READ);
 		if (m->conn != c)
 			return;
 	}
@@ -245,7 +277,7 @@ static void write_timer_cb(uv_timer_t *t)
 
 	if (!m->conn)
 		return;
-	mosquitto_loop_write(m->mosq, READ_BATCH);
+	call_loop(m, CALL_WRITE);
 	if (!m->conn)
 		return;
 	if (!m->got_connack && mosquitto_want_write(m->mosq)) {
@@ -262,7 +294,7 @@ static void misc_cb(uv_timer_t *t)
 
 	if (!m->conn)
 		return;
-	mosquitto_loop_misc(m->mosq);
+	call_loop(m, CALL_MISC);
 	update_poll(m);
 }
 
@@ -535,6 +567,7 @@ static void on_connect(struct mosquitto *mosq, void *ud, int rc, int flags,
 	uv_timer_stop(&m->connect_timer);
 	m->state = ST_CONNECTED;
 	m->attempt = 0;
+	m->inflight = 0;
 	m->proto_in_use = m->proto_try;
 	vigie_log_info("mqtt %s: connected to %s:%d (MQTT %s%s)", m->name,
 		       m->host, m->port, m->proto_try == 5 ? "5" : "3.1.1",
@@ -593,8 +626,17 @@ static void on_publish(struct mosquitto *mosq, void *ud, int mid, int rc,
 	if (rc >= 128)
 		vigie_log_warn("mqtt %s: broker refused message %d: %s", m->name,
 			       mid, mosquitto_reason_string(rc));
+	if (m->inflight > 0)
+		m->inflight--;
 	if (m->cb.on_publish)
-		m->cb.on_publish(m, m->ud, mid);
+		m->cb.on_publish(m, m->ud, mid, rc >= 128 ? VIGIE_EAUTH : 0);
+	if (m->draining && m->inflight == 0) {
+		/* Everything we sent is acknowledged: nothing more will come
+		 * back for it, so the close cannot race an unread PUBACK. */
+		m->draining = false;
+		uv_timer_stop(&m->connect_timer);
+		finish_stop(m);
+	}
 }
 
 static void on_log(struct mosquitto *mosq, void *ud, int level, const char *s)
@@ -771,6 +813,8 @@ int vigie_mqtt_publish(struct vigie_mqtt *m, const char *topic,
 		 * second time. */
 		return 0;
 	}
+	if (rc == MOSQ_ERR_SUCCESS && qos > 0)
+		m->inflight++;
 	update_poll(m);
 	return translate(rc);
 }
@@ -790,40 +834,86 @@ const char *vigie_mqtt_name(const struct vigie_mqtt *m)
 	return m->name;
 }
 
-void vigie_mqtt_stop(struct vigie_mqtt *m)
+static void close_handles(struct vigie_mqtt *m)
 {
-	bool was = m->state == ST_CONNECTED;
-
-	if (m->state == ST_STOPPED || m->state == ST_CLOSING)
-		return;
-	m->state = ST_STOPPED;
-	uv_timer_stop(&m->reconnect_timer);
-	uv_timer_stop(&m->connect_timer);
-	cancel_probe(m);
-	if (m->conn) {
-		/* A clean DISCONNECT: the broker then drops the will. Flush it
-		 * now; the socket closes with mosquitto_destroy or the next
-		 * connect. */
-		mosquitto_disconnect(m->mosq);
-		mosquitto_loop_write(m->mosq, READ_BATCH);
-		detach(m);
-	}
-	if (was && m->cb.on_disconnect)
-		m->cb.on_disconnect(m, m->ud, 0);
-}
-
-void vigie_mqtt_close(struct vigie_mqtt *m, void (*cb)(void *arg), void *arg)
-{
-	if (!m || m->state == ST_CLOSING)
-		return;
-	vigie_mqtt_stop(m);
 	m->state = ST_CLOSING;
-	m->close_cb = cb;
-	m->close_arg = arg;
 	uv_close((uv_handle_t *)&m->misc_timer, on_handle_closed);
 	uv_close((uv_handle_t *)&m->reconnect_timer, on_handle_closed);
 	uv_close((uv_handle_t *)&m->connect_timer, on_handle_closed);
 	uv_close((uv_handle_t *)&m->write_timer, on_handle_closed);
+}
+
+/* The end of a stop: read what the broker already sent (closing a socket
+ * with unread data sends a RST, and the broker then discards our DISCONNECT
+ * unread and publishes the will: a clean stop announced as a death), send
+ * DISCONNECT, stop watching the socket. */
+static void finish_stop(struct vigie_mqtt *m)
+{
+	bool was = m->was_connected;
+
+	if (m->dispatching) {
+		m->stop_pending = true;
+		return;
+	}
+	m->was_connected = false;
+	if (m->conn && was) {
+		call_loop(m, CALL_READ);
+		if (m->conn) {
+			mosquitto_disconnect(m->mosq);
+			call_loop(m, CALL_WRITE);
+		}
+	}
+	detach(m);
+	if (was && m->cb.on_disconnect)
+		m->cb.on_disconnect(m, m->ud, 0);
+	if (m->close_requested && m->state != ST_CLOSING)
+		close_handles(m);
+}
+
+static void drain_timeout_cb(uv_timer_t *t)
+{
+	struct vigie_mqtt *m = t->data;
+
+	if (!m->draining)
+		return;
+	vigie_log_warn("mqtt %s: %d message(s) still unacknowledged at the stop",
+		       m->name, m->inflight);
+	m->draining = false;
+	finish_stop(m);
+}
+
+void vigie_mqtt_stop(struct vigie_mqtt *m)
+{
+	if (m->state == ST_STOPPED || m->state == ST_CLOSING)
+		return;
+	m->was_connected = m->state == ST_CONNECTED;
+	m->state = ST_STOPPED;
+	uv_timer_stop(&m->reconnect_timer);
+	uv_timer_stop(&m->connect_timer);
+	cancel_probe(m);
+	if (m->was_connected && m->inflight > 0) {
+		/* Let the broker acknowledge what we just sent (a last state,
+		 * an ack) before the DISCONNECT. */
+		m->draining = true;
+		uv_timer_start(&m->connect_timer, drain_timeout_cb,
+			       DRAIN_TIMEOUT_MS, 0);
+		return;
+	}
+	finish_stop(m);
+}
+
+void vigie_mqtt_close(struct vigie_mqtt *m, void (*cb)(void *arg), void *arg)
+{
+	if (!m || m->close_requested)
+		return;
+	m->close_requested = true;
+	m->close_cb = cb;
+	m->close_arg = arg;
+	if (m->state != ST_STOPPED)
+		vigie_mqtt_stop(m);
+	/* Otherwise finish_stop() closes the handles once the stop is done. */
+	if (!m->draining && !m->stop_pending && m->state != ST_CLOSING)
+		close_handles(m);
 }
 
 void vigie_mqtt_lib_init(void)

@@ -54,7 +54,8 @@ struct vigie_mqtt_options {
 };
 
 struct vigie_mqtt_callbacks {
-	/* Connected (CONNACK success). Subscriptions are already renewed. */
+	/* Connected (CONNACK success). The remembered subscriptions have been
+	 * sent again; their SUBACKs follow. */
 	void (*on_connect)(struct vigie_mqtt *m, void *ud, bool session_present);
 	/* The connection is gone (or an attempt failed); a reconnect is
 	 * scheduled. `reason` is a VIGIE_E* code, 0 after our own disconnect. */
@@ -62,8 +63,10 @@ struct vigie_mqtt_callbacks {
 	void (*on_message)(struct vigie_mqtt *m, void *ud, const char *topic,
 			   const void *payload, size_t len, int qos,
 			   bool retain);
-	/* A QoS 1/2 publish was acknowledged by the broker (one hop only). */
-	void (*on_publish)(struct vigie_mqtt *m, void *ud, int mid);
+	/* A QoS 1/2 publish was acknowledged by the broker (one hop only):
+	 * status 0, or VIGIE_EAUTH when the broker refused it (MQTT 5 reason
+	 * code >= 0x80, e.g. not authorised). */
+	void (*on_publish)(struct vigie_mqtt *m, void *ud, int mid, int status);
 };
 
 /* vigie_mqtt_open: create a client bound to `loop`. Strings in `opt` are
@@ -96,8 +99,13 @@ int vigie_mqtt_protocol_in_use(const struct vigie_mqtt *m);
 /* vigie_mqtt_name: the name given in the options (for logs). */
 const char *vigie_mqtt_name(const struct vigie_mqtt *m);
 
-/* vigie_mqtt_stop: disconnect cleanly (the will is not sent) and stop
- * reconnecting. on_disconnect is called with reason 0. */
+/* vigie_mqtt_stop: stop reconnecting and disconnect cleanly, so the will is
+ * not sent: QoS 1 messages still in flight are first given up to 2 s to be
+ * acknowledged, and what the broker already sent is read, since closing on
+ * unread data resets the connection and the broker would then publish the
+ * will. on_disconnect follows with reason 0. Safe from inside the client's
+ * own callbacks (the disconnect is then finished once libmosquitto's call
+ * returns). */
 void vigie_mqtt_stop(struct vigie_mqtt *m);
 
 /* vigie_mqtt_close: stop, close every handle and free the client; `cb`

@@ -20,6 +20,8 @@
 
 struct client {
 	struct vigie_mqtt *m;
+	bool close_on_puback; /* regression: close from inside a callback */
+	struct ctx *x;
 	int connects;
 	int disconnects;
 	int messages;
@@ -28,6 +30,8 @@ struct client {
 	char last_topic[128];
 	char last_payload[128];
 };
+
+static void on_closed_from_cb(void *arg);
 
 struct ctx {
 	uv_loop_t loop;
@@ -71,13 +75,18 @@ static void on_message(struct vigie_mqtt *m, void *ud, const char *topic,
 		 (const char *)payload);
 }
 
-static void on_publish(struct vigie_mqtt *m, void *ud, int mid)
+static void on_publish(struct vigie_mqtt *m, void *ud, int mid, int status)
 {
 	struct client *c = ud;
 
 	(void)m;
 	(void)mid;
+	assert_int_equal(status, 0);
 	c->pubacks++;
+	if (c->close_on_puback) {
+		c->close_on_puback = false;
+		vigie_mqtt_close(c->m, on_closed_from_cb, c->x);
+	}
 }
 
 static const struct vigie_mqtt_callbacks cbs = {
@@ -344,6 +353,75 @@ static void test_v5_persistent_session(void **state)
 	assert_string_equal(x->b.last_payload, "m4");
 }
 
+static void on_closed_from_cb(void *arg)
+{
+	struct ctx *x = arg;
+
+	x->closed++;
+	x->a.m = NULL;
+}
+
+static bool a_closed(struct ctx *x)
+{
+	return x->a.m == NULL;
+}
+
+static bool b_got_state(struct ctx *x)
+{
+	return strcmp(x->b.last_payload, "offline-clean") == 0 ||
+	       strcmp(x->b.last_payload, "will") == 0;
+}
+
+/* Regression: vigie_mqtt_close() from inside on_publish deadlocked on
+ * libmosquitto's callback lock (writing DISCONNECT runs the disconnect
+ * callback under it). And a close right after a QoS 1 publish must still be
+ * clean: closing on an unread PUBACK resets the connection and the broker
+ * then publishes the will. */
+static void test_close_from_callback_is_clean(void **state)
+{
+	struct ctx *x = *state;
+	struct vigie_mqtt_options o;
+
+	open_client(x, &x->b, "watcher", true, 0);
+	assert_int_equal(vigie_mqtt_subscribe(x->b.m, "st/#", 1), 0);
+	memset(&o, 0, sizeof(o));
+	o.host = "127.0.0.1";
+	o.port = x->broker.port;
+	o.client_id = "closer";
+	o.clean_start = true;
+	o.will_topic = "st/closer";
+	o.will_payload = "will";
+	o.will_len = 4;
+	o.will_qos = 1;
+	o.name = "closer";
+	x->a.x = x;
+	assert_int_equal(vigie_mqtt_open(&x->loop, &o, &cbs, &x->a, &x->a.m), 0);
+	assert_int_equal(vigie_mqtt_start(x->a.m), 0);
+	assert_true(run_until(x, both_connected, 5000));
+	{
+		uint64_t end = vigie_clock_mono_ms() + 200;
+
+		while (vigie_clock_mono_ms() < end)
+			uv_run(&x->loop, UV_RUN_ONCE);
+	}
+	x->a.close_on_puback = true;
+	assert_int_equal(vigie_mqtt_publish(x->a.m, "st/closer", "offline-clean",
+					    13, 1, false, NULL),
+			 0);
+	assert_true(run_until(x, a_closed, 5000));
+	x->closed = 0;
+	assert_true(run_until(x, b_got_state, 3000));
+	assert_string_equal(x->b.last_payload, "offline-clean");
+	/* The will, had it been published, would follow at once. */
+	{
+		uint64_t end = vigie_clock_mono_ms() + 500;
+
+		while (vigie_clock_mono_ms() < end)
+			uv_run(&x->loop, UV_RUN_ONCE);
+	}
+	assert_string_equal(x->b.last_payload, "offline-clean");
+}
+
 /* A peer that speaks only MQTT 3.1.1: it answers an MQTT 5 CONNECT with a
  * 3.1.1 CONNACK "unacceptable protocol version", as such brokers do, and
  * accepts a 3.1.1 CONNECT. No mosquitto can be told to refuse MQTT 5, so
@@ -464,6 +542,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reconnect_after_kill9, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v5_persistent_session, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_falls_back_to_311, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_close_from_callback_is_clean, setup, teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
