@@ -56,10 +56,20 @@ class Injector:
     answers ("OK boot seq" / "ERR reason"), in order."""
 
     def __init__(self, sock_path, timeout=10.0):
-        wait_for(lambda: os.path.exists(sock_path), timeout, f"socket {sock_path}")
-        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s = None
+
+        def connected():
+            # The socket file appears at bind(), a moment before listen().
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(sock_path)
+            except (FileNotFoundError, ConnectionRefusedError):
+                s.close()
+                return False
+            self.s = s
+            return True
+        wait_for(connected, timeout, f"node socket {sock_path}")
         self.s.settimeout(timeout)
-        self.s.connect(sock_path)
         self.answers = []
         self._buf = b""
 
@@ -100,7 +110,10 @@ def oks(answers):
 
 
 def pending_in_outbox(path):
-    db = sqlite3.connect(path, timeout=5)
+    if not os.path.exists(path):  # the node has not created it yet
+        return 0
+    # Read-only: the test must never create or change the node's outbox.
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
     try:
         return db.execute("SELECT count(*) FROM events").fetchone()[0]
     except sqlite3.OperationalError:  # not created yet

@@ -1,0 +1,646 @@
+/* vigie-relay's YAML configuration: see examples/relay.yaml for every key. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "relay.h"
+#include "vigie/error.h"
+
+static const char *const top_keys[] = {"id",
+				       "database",
+				       "synchronous",
+				       "broker",
+				       "reporting_time",
+				       "incident_window",
+				       "confirmation_window",
+				       "close_after",
+				       "dispatch_resend",
+				       "dispatch_resend_max",
+				       "status_interval",
+				       "max_backlog",
+				       "immediate",
+				       "posts",
+				       "escalation",
+				       "sites",
+				       NULL};
+static const char *const broker_keys[] = {
+	"host",      "port",           "username", "password",  "password_file",
+	"client_id", "session_expiry", "protocol", "keepalive", "tls",
+	NULL};
+static const char *const tls_keys[] = {"ca",  "capath",   "cert",
+				       "key", "insecure", NULL};
+static const char *const post_keys[] = {"id", "name", "backup", NULL};
+static const char *const level_keys[] = {
+	"name",   "alert",        "post", "ack_deadline",
+	"police", "instructions", NULL};
+static const char *const site_keys[] = {"id",      "name",       "region",
+					"address", "location",   "zones",
+					"nodes",   "escalation", NULL};
+static const char *const zone_keys[] = {"id",      "name",        "floor",
+					"facade",  "kind",        "location",
+					"cameras", "action_plan", NULL};
+static const char *const node_keys[] = {"id", "reporting_time", NULL};
+static const char *const location_keys[] = {"lat", "lon", NULL};
+
+#define PASSWORD_FILE_MAX 4096
+
+static int load_location(struct vigie_conf *c,
+			 const struct vigie_conf_node *map, double *lat,
+			 double *lon, bool *has)
+{
+	const struct vigie_conf_node *loc = NULL;
+	int rc;
+
+	rc = vigie_conf_section(c, map, "location", false, VIGIE_CONF_OPTIONAL,
+				&loc);
+	if (rc || !loc)
+		return rc;
+	rc = vigie_conf_expect_map(c, loc, location_keys);
+	rc |= vigie_conf_double(c, loc, "lat", -90, 90, VIGIE_CONF_REQUIRED,
+				lat);
+	rc |= vigie_conf_double(c, loc, "lon", -180, 180, VIGIE_CONF_REQUIRED,
+				lon);
+	if (rc)
+		return VIGIE_ECONFIG;
+	*has = true;
+	return 0;
+}
+
+/* The password of a file: its first line, without the newline. Keeps the
+ * secret out of a config that is often world-readable. */
+static int read_password_file(struct vigie_conf *c,
+			      const struct vigie_conf_node *map,
+			      const char *path, struct relay_config *cfg)
+{
+	const struct vigie_conf_node *at = vigie_conf_get(map, "password_file");
+	char buf[PASSWORD_FILE_MAX + 2];
+	size_t len;
+	FILE *f;
+
+	f = fopen(path, "r");
+	if (!f)
+		return vigie_conf_fail(c, at, "cannot read %s: %s", path,
+				       strerror(errno));
+	len = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[len] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	if (!buf[0] || strlen(buf) > PASSWORD_FILE_MAX)
+		return vigie_conf_fail(c, at,
+				       "%s: expected a password of 1 to %d "
+				       "characters on its first line",
+				       path, PASSWORD_FILE_MAX);
+	cfg->password_buf = strdup(buf);
+	if (!cfg->password_buf)
+		return vigie_conf_fail(c, at, "out of memory");
+	cfg->broker.password = cfg->password_buf;
+	return 0;
+}
+
+static int load_broker(struct vigie_conf *c, const struct vigie_conf_node *map,
+		       struct relay_config *cfg)
+{
+	struct relay_broker *b = &cfg->broker;
+	const struct vigie_conf_node *tls = NULL;
+	const char *proto = NULL, *pwfile = NULL;
+	uint64_t port = 0, keepalive = 10, expiry_ms = 86400000;
+	int rc = 0;
+
+	rc |= vigie_conf_expect_map(c, map, broker_keys);
+	rc |= vigie_conf_str(c, map, "host", VIGIE_CONF_REQUIRED, &b->host);
+	rc |= vigie_conf_uint(c, map, "port", 1, 65535, VIGIE_CONF_REQUIRED,
+			      &port);
+	rc |= vigie_conf_str(c, map, "username", VIGIE_CONF_OPTIONAL,
+			     &b->username);
+	rc |= vigie_conf_str(c, map, "password", VIGIE_CONF_OPTIONAL,
+			     &b->password);
+	rc |= vigie_conf_str(c, map, "password_file", VIGIE_CONF_OPTIONAL,
+			     &pwfile);
+	rc |= vigie_conf_str(c, map, "client_id", VIGIE_CONF_OPTIONAL,
+			     &b->client_id);
+	/* MQTT 5 session expiry: without it the broker drops the session (and
+	 * what queued for us) at disconnect. At most 2^32-2 s. */
+	rc |= vigie_conf_duration(c, map, "session_expiry", 60000,
+				  4294967294ull * 1000, VIGIE_CONF_OPTIONAL,
+				  &expiry_ms);
+	rc |= vigie_conf_uint(c, map, "keepalive", 5, 3600, VIGIE_CONF_OPTIONAL,
+			      &keepalive);
+	rc |= vigie_conf_str(c, map, "protocol", VIGIE_CONF_OPTIONAL, &proto);
+	rc |= vigie_conf_section(c, map, "tls", false, VIGIE_CONF_OPTIONAL,
+				 &tls);
+	if (rc)
+		return VIGIE_ECONFIG;
+	b->port = (int)port;
+	b->keepalive_s = (int)keepalive;
+	b->session_expiry_s = expiry_ms / 1000;
+	b->protocol = VIGIE_MQTT_AUTO;
+	if (proto) {
+		if (strcmp(proto, "5") == 0)
+			b->protocol = VIGIE_MQTT_V5;
+		else if (strcmp(proto, "3.1.1") == 0)
+			b->protocol = VIGIE_MQTT_V311;
+		else if (strcmp(proto, "auto") != 0)
+			return vigie_conf_fail(
+				c, vigie_conf_get(map, "protocol"),
+				"expected auto, 5 or 3.1.1, got \"%s\"", proto);
+	}
+	if (b->password && pwfile)
+		return vigie_conf_fail(
+			c, vigie_conf_get(map, "password_file"),
+			"give password or password_file, not both");
+	if (pwfile && read_password_file(c, map, pwfile, cfg))
+		return VIGIE_ECONFIG;
+	if (b->password && !b->username)
+		return vigie_conf_fail(
+			c,
+			vigie_conf_get(map,
+				       pwfile ? "password_file" : "password"),
+			"a password needs a username");
+	if (b->client_id && (strlen(b->client_id) > 64 || !*b->client_id))
+		return vigie_conf_fail(c, vigie_conf_get(map, "client_id"),
+				       "expected 1 to 64 characters");
+	if (tls) {
+		rc |= vigie_conf_expect_map(c, tls, tls_keys);
+		rc |= vigie_conf_str(c, tls, "ca", VIGIE_CONF_OPTIONAL,
+				     &b->tls.cafile);
+		rc |= vigie_conf_str(c, tls, "capath", VIGIE_CONF_OPTIONAL,
+				     &b->tls.capath);
+		rc |= vigie_conf_str(c, tls, "cert", VIGIE_CONF_OPTIONAL,
+				     &b->tls.certfile);
+		rc |= vigie_conf_str(c, tls, "key", VIGIE_CONF_OPTIONAL,
+				     &b->tls.keyfile);
+		rc |= vigie_conf_bool(c, tls, "insecure", VIGIE_CONF_OPTIONAL,
+				      &b->tls.insecure);
+		if (rc)
+			return VIGIE_ECONFIG;
+		if (!b->tls.cafile && !b->tls.capath)
+			return vigie_conf_fail(c, tls,
+					       "tls needs ca or capath");
+		if (!b->tls.certfile != !b->tls.keyfile)
+			return vigie_conf_fail(c, tls,
+					       "cert and key go together");
+	}
+	return 0;
+}
+
+static int load_zone(struct vigie_conf *c, const struct vigie_conf_node *map,
+		     struct relay_zone *z)
+{
+	int rc = 0;
+
+	rc |= vigie_conf_expect_map(c, map, zone_keys);
+	rc |= vigie_conf_id(c, map, "id", VIGIE_CONF_REQUIRED, &z->id);
+	rc |= vigie_conf_str(c, map, "name", VIGIE_CONF_OPTIONAL, &z->name);
+	rc |= vigie_conf_str(c, map, "floor", VIGIE_CONF_OPTIONAL, &z->floor);
+	rc |= vigie_conf_str(c, map, "facade", VIGIE_CONF_OPTIONAL, &z->facade);
+	rc |= vigie_conf_str(c, map, "kind", VIGIE_CONF_OPTIONAL, &z->kind);
+	rc |= vigie_conf_str(c, map, "action_plan", VIGIE_CONF_OPTIONAL,
+			     &z->action_plan);
+	rc |= vigie_conf_str_list(c, map, "cameras", VIGIE_CONF_OPTIONAL,
+				  &z->cameras, &z->n_cameras);
+	if (rc)
+		return VIGIE_ECONFIG;
+	return load_location(c, map, &z->lat, &z->lon, &z->has_location);
+}
+
+static int load_node(struct vigie_conf *c, const struct vigie_conf_node *map,
+		     struct relay_node_conf *n)
+{
+	int rc = 0;
+
+	rc |= vigie_conf_expect_map(c, map, node_keys);
+	rc |= vigie_conf_id(c, map, "id", VIGIE_CONF_REQUIRED, &n->id);
+	rc |= vigie_conf_duration(c, map, "reporting_time", 200, 7200000,
+				  VIGIE_CONF_OPTIONAL, &n->reporting_ms);
+	return rc ? VIGIE_ECONFIG : 0;
+}
+
+static int load_ladder(struct vigie_conf *c, const struct vigie_conf_node *seq,
+		       struct relay_config *cfg, struct relay_ladder *l)
+{
+	size_t n = vigie_conf_seq_len(seq);
+	size_t flagged = RELAY_MAX_LEVELS;
+
+	if (n == 0)
+		return vigie_conf_fail(c, seq, "needs at least one level");
+	if (n > RELAY_MAX_LEVELS)
+		return vigie_conf_fail(c, seq, "at most %d levels",
+				       RELAY_MAX_LEVELS);
+	memset(l, 0, sizeof(*l));
+	for (size_t i = 0; i < n; i++) {
+		const struct vigie_conf_node *map = vigie_conf_seq_at(seq, i);
+		struct relay_level *lv = &l->levels[i];
+		bool police = false;
+		int rc = 0;
+
+		rc |= vigie_conf_expect_map(c, map, level_keys);
+		rc |= vigie_conf_id(c, map, "name", VIGIE_CONF_REQUIRED,
+				    &lv->name);
+		rc |= vigie_conf_bool(c, map, "alert", VIGIE_CONF_OPTIONAL,
+				      &lv->alert);
+		rc |= vigie_conf_id(c, map, "post", VIGIE_CONF_OPTIONAL,
+				    &lv->post);
+		rc |= vigie_conf_duration(c, map, "ack_deadline", 1000,
+					  86400000, VIGIE_CONF_REQUIRED,
+					  &lv->ack_deadline_ms);
+		rc |= vigie_conf_bool(c, map, "police", VIGIE_CONF_OPTIONAL,
+				      &police);
+		rc |= vigie_conf_str_list(
+			c, map, "instructions", VIGIE_CONF_OPTIONAL,
+			&lv->instructions, &lv->n_instructions);
+		l->n = i + 1; /* so that free() finds the instructions */
+		if (rc)
+			return VIGIE_ECONFIG;
+		if (lv->alert == (lv->post != NULL))
+			return vigie_conf_fail(
+				c, map,
+				"a level has either `alert: true` (site "
+				"security) or `post: ID`");
+		if (lv->post && !vigie__relayconf_post(cfg, lv->post))
+			return vigie_conf_fail(c, vigie_conf_get(map, "post"),
+					       "post \"%s\" is not in posts",
+					       lv->post);
+		if (police && lv->alert)
+			return vigie_conf_fail(
+				c, vigie_conf_get(map, "police"),
+				"the police level dispatches to a post");
+		if (police && flagged != RELAY_MAX_LEVELS)
+			return vigie_conf_fail(
+				c, vigie_conf_get(map, "police"),
+				"only one level is the police level");
+		if (police)
+			flagged = i;
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(l->levels[j].name, lv->name) == 0)
+				return vigie_conf_fail(
+					c, vigie_conf_get(map, "name"),
+					"duplicate level name \"%s\"",
+					lv->name);
+	}
+	l->police = n;
+	if (flagged != RELAY_MAX_LEVELS) {
+		l->police = flagged;
+	} else {
+		for (size_t i = n; i-- > 0;)
+			if (l->levels[i].post) {
+				l->police = i;
+				break;
+			}
+	}
+	return 0;
+}
+
+static int load_site(struct vigie_conf *c, const struct vigie_conf_node *map,
+		     struct relay_config *cfg, struct relay_site *s)
+{
+	const struct vigie_conf_node *zones = NULL, *nodes = NULL, *esc = NULL;
+	int rc = 0;
+
+	rc |= vigie_conf_expect_map(c, map, site_keys);
+	rc |= vigie_conf_id(c, map, "id", VIGIE_CONF_REQUIRED, &s->id);
+	rc |= vigie_conf_str(c, map, "name", VIGIE_CONF_OPTIONAL, &s->name);
+	rc |= vigie_conf_str(c, map, "region", VIGIE_CONF_OPTIONAL, &s->region);
+	rc |= vigie_conf_str(c, map, "address", VIGIE_CONF_OPTIONAL,
+			     &s->address);
+	rc |= vigie_conf_section(c, map, "zones", true, VIGIE_CONF_OPTIONAL,
+				 &zones);
+	rc |= vigie_conf_section(c, map, "nodes", true, VIGIE_CONF_OPTIONAL,
+				 &nodes);
+	rc |= vigie_conf_section(c, map, "escalation", true,
+				 VIGIE_CONF_OPTIONAL, &esc);
+	if (rc || load_location(c, map, &s->lat, &s->lon, &s->has_location))
+		return VIGIE_ECONFIG;
+	s->zones = calloc(vigie_conf_seq_len(zones) + 1, sizeof(*s->zones));
+	s->nodes = calloc(vigie_conf_seq_len(nodes) + 1, sizeof(*s->nodes));
+	if (!s->zones || !s->nodes)
+		return vigie_conf_fail(c, map, "out of memory");
+	for (size_t i = 0; i < vigie_conf_seq_len(zones); i++) {
+		const struct vigie_conf_node *zn = vigie_conf_seq_at(zones, i);
+
+		s->n_zones = i + 1;
+		if (load_zone(c, zn, &s->zones[i]))
+			return VIGIE_ECONFIG;
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(s->zones[j].id, s->zones[i].id) == 0)
+				return vigie_conf_fail(
+					c, zn, "duplicate zone id \"%s\"",
+					s->zones[i].id);
+	}
+	for (size_t i = 0; i < vigie_conf_seq_len(nodes); i++) {
+		const struct vigie_conf_node *nn = vigie_conf_seq_at(nodes, i);
+
+		s->n_nodes = i + 1;
+		if (load_node(c, nn, &s->nodes[i]))
+			return VIGIE_ECONFIG;
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(s->nodes[j].id, s->nodes[i].id) == 0)
+				return vigie_conf_fail(
+					c, nn, "duplicate node id \"%s\"",
+					s->nodes[i].id);
+	}
+	s->ladder = &cfg->ladder;
+	if (esc) {
+		if (load_ladder(c, esc, cfg, &s->own_ladder))
+			return VIGIE_ECONFIG;
+		s->ladder = &s->own_ladder;
+	}
+	return 0;
+}
+
+static int load_posts(struct vigie_conf *c, const struct vigie_conf_node *seq,
+		      struct relay_config *cfg)
+{
+	size_t n = vigie_conf_seq_len(seq);
+
+	cfg->posts = calloc(n + 1, sizeof(*cfg->posts));
+	if (!cfg->posts)
+		return vigie_conf_fail(c, seq, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		const struct vigie_conf_node *map = vigie_conf_seq_at(seq, i);
+		struct relay_post *p = &cfg->posts[i];
+		int rc = 0;
+
+		rc |= vigie_conf_expect_map(c, map, post_keys);
+		rc |= vigie_conf_id(c, map, "id", VIGIE_CONF_REQUIRED, &p->id);
+		rc |= vigie_conf_str(c, map, "name", VIGIE_CONF_OPTIONAL,
+				     &p->name);
+		rc |= vigie_conf_id(c, map, "backup", VIGIE_CONF_OPTIONAL,
+				    &p->backup);
+		if (rc)
+			return VIGIE_ECONFIG;
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(cfg->posts[j].id, p->id) == 0)
+				return vigie_conf_fail(
+					c, map, "duplicate post id \"%s\"",
+					p->id);
+		cfg->n_posts = i + 1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct relay_post *p = &cfg->posts[i];
+		const struct vigie_conf_node *at =
+			vigie_conf_get(vigie_conf_seq_at(seq, i), "backup");
+
+		if (!p->backup)
+			continue;
+		if (strcmp(p->backup, p->id) == 0)
+			return vigie_conf_fail(c, at,
+					       "a post cannot back itself up");
+		if (!vigie__relayconf_post(cfg, p->backup))
+			return vigie_conf_fail(c, at,
+					       "post \"%s\" is not in posts",
+					       p->backup);
+	}
+	return 0;
+}
+
+static int load_immediate(struct vigie_conf *c,
+			  const struct vigie_conf_node *root,
+			  struct relay_config *cfg)
+{
+	const char **kinds = NULL;
+	size_t n = 0;
+	int rc;
+
+	if (!vigie_conf_get(root, "immediate")) {
+		cfg->immediate_kinds[0] = VIGIE__V1__EVENT_KIND__KIND_DURESS;
+		cfg->immediate_kinds[1] =
+			VIGIE__V1__EVENT_KIND__KIND_DISPLAY_CASE;
+		cfg->n_immediate = 2;
+		return 0;
+	}
+	rc = vigie_conf_str_list(c, root, "immediate", VIGIE_CONF_OPTIONAL,
+				 &kinds, &n);
+	if (rc)
+		return rc;
+	if (n >
+	    sizeof(cfg->immediate_kinds) / sizeof(cfg->immediate_kinds[0])) {
+		free(kinds);
+		return vigie_conf_fail(c, vigie_conf_get(root, "immediate"),
+				       "at most 16 kinds");
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (vigie_kind_parse(kinds[i], &cfg->immediate_kinds[i])) {
+			rc = vigie_conf_fail(
+				c, vigie_conf_get(root, "immediate"),
+				"unknown event kind \"%s\"", kinds[i]);
+			free(kinds);
+			return rc;
+		}
+	}
+	cfg->n_immediate = n;
+	free(kinds);
+	return 0;
+}
+
+const struct relay_site *vigie__relayconf_site(const struct relay_config *cfg,
+					       const char *id)
+{
+	for (size_t i = 0; id && i < cfg->n_sites; i++)
+		if (strcmp(cfg->sites[i].id, id) == 0)
+			return &cfg->sites[i];
+	return NULL;
+}
+
+const struct relay_zone *vigie__relayconf_zone(const struct relay_site *s,
+					       const char *id)
+{
+	for (size_t i = 0; s && id && i < s->n_zones; i++)
+		if (strcmp(s->zones[i].id, id) == 0)
+			return &s->zones[i];
+	return NULL;
+}
+
+const struct relay_post *vigie__relayconf_post(const struct relay_config *cfg,
+					       const char *id)
+{
+	for (size_t i = 0; id && i < cfg->n_posts; i++)
+		if (strcmp(cfg->posts[i].id, id) == 0)
+			return &cfg->posts[i];
+	return NULL;
+}
+
+const struct relay_ladder *
+vigie__relayconf_ladder(const struct relay_config *cfg, const char *site)
+{
+	const struct relay_site *s = vigie__relayconf_site(cfg, site);
+
+	return s ? s->ladder : &cfg->ladder;
+}
+
+uint64_t vigie__relayconf_reporting(const struct relay_config *cfg,
+				    const char *site, const char *node,
+				    uint64_t advertised_ms)
+{
+	const struct relay_site *s = vigie__relayconf_site(cfg, site);
+
+	for (size_t i = 0; s && i < s->n_nodes; i++)
+		if (strcmp(s->nodes[i].id, node) == 0 &&
+		    s->nodes[i].reporting_ms)
+			return s->nodes[i].reporting_ms;
+	return advertised_ms ? advertised_ms : cfg->reporting_ms;
+}
+
+bool vigie__relayconf_immediate(const struct relay_config *cfg, int kind)
+{
+	for (size_t i = 0; i < cfg->n_immediate; i++)
+		if (cfg->immediate_kinds[i] == kind)
+			return true;
+	return false;
+}
+
+static int load_top(struct vigie_conf *c, const struct vigie_conf_node *root,
+		    struct relay_config *cfg)
+{
+	const struct vigie_conf_node *broker = NULL, *posts = NULL, *esc = NULL;
+	const struct vigie_conf_node *sites = NULL;
+	const char *sync = NULL;
+	int rc = 0;
+
+	rc |= vigie_conf_expect_map(c, root, top_keys);
+	rc |= vigie_conf_id(c, root, "id", VIGIE_CONF_REQUIRED, &cfg->id);
+	rc |= vigie_conf_str(c, root, "database", VIGIE_CONF_REQUIRED,
+			     &cfg->database);
+	rc |= vigie_conf_str(c, root, "synchronous", VIGIE_CONF_OPTIONAL,
+			     &sync);
+	rc |= vigie_conf_duration(c, root, "reporting_time", 200, 7200000,
+				  VIGIE_CONF_OPTIONAL, &cfg->reporting_ms);
+	rc |= vigie_conf_duration(c, root, "incident_window", 1000, 86400000,
+				  VIGIE_CONF_OPTIONAL,
+				  &cfg->incident_window_ms);
+	rc |= vigie_conf_duration(c, root, "confirmation_window", 1000,
+				  86400000, VIGIE_CONF_OPTIONAL,
+				  &cfg->confirm_window_ms);
+	rc |= vigie_conf_duration(c, root, "close_after", 0, 86400000 * 7ull,
+				  VIGIE_CONF_OPTIONAL, &cfg->close_after_ms);
+	rc |= vigie_conf_duration(c, root, "dispatch_resend", 100, 3600000,
+				  VIGIE_CONF_OPTIONAL, &cfg->resend_ms);
+	rc |= vigie_conf_duration(c, root, "dispatch_resend_max", 100, 3600000,
+				  VIGIE_CONF_OPTIONAL, &cfg->resend_max_ms);
+	rc |= vigie_conf_duration(c, root, "status_interval", 100, 3600000,
+				  VIGIE_CONF_OPTIONAL,
+				  &cfg->status_interval_ms);
+	rc |= vigie_conf_uint(c, root, "max_backlog", 1000, 100000000,
+			      VIGIE_CONF_OPTIONAL, &cfg->max_backlog);
+	rc |= vigie_conf_section(c, root, "broker", false, VIGIE_CONF_REQUIRED,
+				 &broker);
+	rc |= vigie_conf_section(c, root, "posts", true, VIGIE_CONF_OPTIONAL,
+				 &posts);
+	rc |= vigie_conf_section(c, root, "escalation", true,
+				 VIGIE_CONF_OPTIONAL, &esc);
+	rc |= vigie_conf_section(c, root, "sites", true, VIGIE_CONF_OPTIONAL,
+				 &sites);
+	if (rc)
+		return VIGIE_ECONFIG;
+	if (sync) {
+		if (strcmp(sync, "full") == 0)
+			cfg->sync_full = true;
+		else if (strcmp(sync, "normal") == 0)
+			cfg->sync_full = false;
+		else
+			return vigie_conf_fail(
+				c, vigie_conf_get(root, "synchronous"),
+				"expected full or normal, got \"%s\"", sync);
+	}
+	if (cfg->resend_max_ms < cfg->resend_ms)
+		return vigie_conf_fail(
+			c, vigie_conf_get(root, "dispatch_resend_max"),
+			"must be at least dispatch_resend (%llu ms)",
+			(unsigned long long)cfg->resend_ms);
+	if (load_broker(c, broker, cfg) || load_immediate(c, root, cfg) ||
+	    load_posts(c, posts, cfg))
+		return VIGIE_ECONFIG;
+	if (esc) {
+		if (load_ladder(c, esc, cfg, &cfg->ladder))
+			return VIGIE_ECONFIG;
+	} else {
+		/* No ladder configured: the site's own guards are told, and
+		 * re-told, until someone acknowledges. */
+		cfg->ladder.n = 1;
+		cfg->ladder.levels[0].name = "site-security";
+		cfg->ladder.levels[0].alert = true;
+		cfg->ladder.levels[0].ack_deadline_ms = 60000;
+		cfg->ladder.police = 1;
+	}
+	cfg->sites = calloc(vigie_conf_seq_len(sites) + 1, sizeof(*cfg->sites));
+	if (!cfg->sites)
+		return vigie_conf_fail(c, root, "out of memory");
+	for (size_t i = 0; i < vigie_conf_seq_len(sites); i++) {
+		const struct vigie_conf_node *sn = vigie_conf_seq_at(sites, i);
+
+		cfg->n_sites = i + 1;
+		if (load_site(c, sn, cfg, &cfg->sites[i]))
+			return VIGIE_ECONFIG;
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(cfg->sites[j].id, cfg->sites[i].id) == 0)
+				return vigie_conf_fail(
+					c, sn, "duplicate site id \"%s\"",
+					cfg->sites[i].id);
+	}
+	return 0;
+}
+
+int vigie__relayconf_load(const char *path, struct relay_config *cfg, char *err,
+			  size_t errlen)
+{
+	struct vigie_conf *c = NULL;
+	int rc;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->path = path;
+	cfg->sync_full = true;
+	cfg->reporting_ms = 10000;
+	cfg->incident_window_ms = 30 * 60000;
+	cfg->confirm_window_ms = 30 * 60000;
+	cfg->close_after_ms = 10 * 60000;
+	cfg->resend_ms = 5000;
+	cfg->resend_max_ms = 30000;
+	cfg->status_interval_ms = 1000;
+	cfg->max_backlog = 200000;
+	rc = vigie_conf_load(path, &c);
+	cfg->conf = c;
+	if (rc == 0)
+		rc = load_top(c, vigie_conf_root(c), cfg);
+	if (rc) {
+		snprintf(err, errlen, "%s",
+			 c && vigie_conf_error(c) ? vigie_conf_error(c)
+						  : "invalid configuration");
+		vigie__relayconf_free(cfg);
+		return rc == VIGIE_ENOMEM ? VIGIE_ENOMEM : VIGIE_ECONFIG;
+	}
+	if (!cfg->broker.client_id) {
+		snprintf(cfg->client_id_buf, sizeof(cfg->client_id_buf),
+			 "vigie-relay-%s", cfg->id);
+		cfg->broker.client_id = cfg->client_id_buf;
+	}
+	return 0;
+}
+
+static void free_ladder(struct relay_ladder *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->levels[i].instructions);
+}
+
+void vigie__relayconf_free(struct relay_config *cfg)
+{
+	for (size_t i = 0; cfg->sites && i < cfg->n_sites; i++) {
+		struct relay_site *s = &cfg->sites[i];
+
+		for (size_t j = 0; s->zones && j < s->n_zones; j++)
+			free(s->zones[j].cameras);
+		free(s->zones);
+		free(s->nodes);
+		free_ladder(&s->own_ladder);
+	}
+	free(cfg->sites);
+	free(cfg->posts);
+	free_ladder(&cfg->ladder);
+	if (cfg->password_buf) {
+		/* Don't leave the secret in freed memory. */
+		memset(cfg->password_buf, 0, strlen(cfg->password_buf));
+		free(cfg->password_buf);
+	}
+	vigie_conf_free(cfg->conf);
+	memset(cfg, 0, sizeof(*cfg));
+}

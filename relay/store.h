@@ -1,0 +1,148 @@
+/* The relay's database: SQLite in WAL mode.
+ *
+ * Writes are queued as ops in the open batch and committed in order, one
+ * transaction per batch, on libuv's thread pool: while one batch is written
+ * and fsync'd the loop fills the next, so many events share one fsync and
+ * the loop never waits for the disk (group commit). Work that must follow a
+ * commit - a Receipt, a Dispatch, a retained Incident - is deferred with
+ * vigie__store_defer and runs on the loop, in order, once every op queued
+ * before it is durable: nothing leaves the relay that the database would not
+ * show after a kill -9. A failed transaction is retried (the batch and its
+ * deferred work wait); nothing is ever half applied.
+ *
+ * Tables: events (once per identity), streams (highest contiguous seq per
+ * boot), nodes, incidents, escalations, dispatches, acks and audit, which
+ * triggers keep append-only. Strings and blobs given to the put functions
+ * are copied. */
+#ifndef VIGIE_RELAY_STORE_H
+#define VIGIE_RELAY_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct relay_store;
+
+struct store_options {
+	bool sync_full; /* synchronous=FULL (default) or NORMAL */
+	/* Called on the loop just before a batch is handed to the worker:
+	 * ops put and work deferred from here join that batch. */
+	void (*on_seal)(void *ud);
+	void *ud;
+};
+
+/* Deferred work: status 0 once committed, VIGIE_EIO when the store closed
+ * without committing it. */
+typedef void (*store_defer_cb)(void *arg, int status);
+
+/* vigie__store_open: open or create the database at `path` (schema
+ * created or checked). Returns 0, VIGIE_EIO (reason logged) or
+ * VIGIE_ENOMEM. */
+int vigie__store_open(uv_loop_t *loop, const char *path,
+		      const struct store_options *o, struct relay_store **out);
+
+/* ---- writes, queued in the open batch ---- */
+
+struct store_event {
+	const char *site, *node;
+	uint64_t boot_id, seq, time_us, recv_us;
+	int kind, state;
+	const char *zone, *sensor;
+	const void *payload;
+	size_t len;
+};
+int vigie__store_put_event(struct relay_store *st, const struct store_event *e);
+int vigie__store_put_stream(struct relay_store *st, const char *site,
+			    const char *node, uint64_t boot_id,
+			    uint64_t contig);
+int vigie__store_put_node(struct relay_store *st, const char *site,
+			  const char *node, uint64_t reporting_ms,
+			  uint64_t seen_us);
+
+struct store_incident {
+	const char *id, *site, *zone, *subject;
+	int state, priority, kind;
+	bool trouble;
+	uint64_t opened_us, updated_us, closed_us, last_activity_us;
+	const char *id_prefix;
+	uint64_t id_sec;
+	uint32_t id_k;
+	const char *detectors; /* "id@us;id@us" */
+	const void *data;      /* the Incident message */
+	size_t len;
+};
+int vigie__store_put_incident(struct relay_store *st,
+			      const struct store_incident *i);
+
+struct store_escalation {
+	const char *incident;
+	bool active, acked;
+	uint32_t level;
+	uint64_t level_since_us, deadline_us;
+};
+int vigie__store_put_escalation(struct relay_store *st,
+				const struct store_escalation *e);
+
+struct store_dispatch {
+	const char *id, *incident;
+	uint32_t level;
+	bool alert;
+	const char *post, *backup_for;
+	uint32_t attempts;
+	uint64_t first_us, last_us, next_us, acked_us;
+};
+int vigie__store_put_dispatch(struct relay_store *st,
+			      const struct store_dispatch *d);
+
+struct store_ack {
+	const char *incident, *dispatch, *post, *by, *source, *note;
+	uint64_t time_us, recv_us;
+};
+int vigie__store_put_ack(struct relay_store *st, const struct store_ack *a);
+
+/* vigie__store_audit: one line of the append-only audit log. `incident`
+ * may be NULL (relay-wide lines). */
+int vigie__store_audit(struct relay_store *st, uint64_t time_us,
+		       const char *incident, const char *what, const char *who,
+		       const char *detail);
+
+/* vigie__store_defer: run cb(arg, 0) once everything queued so far is
+ * committed. Returns 0 or VIGIE_ENOMEM / VIGIE_ECLOSED (cb not called). */
+int vigie__store_defer(struct relay_store *st, store_defer_cb cb, void *arg);
+
+/* vigie__store_kick: call on_seal at the next opportunity even if the open
+ * batch is empty (its owner has something to add there). */
+void vigie__store_kick(struct relay_store *st);
+
+/* Events queued or in flight, not committed yet. */
+size_t vigie__store_backlog(const struct relay_store *st);
+uint64_t vigie__store_commits(const struct relay_store *st);
+uint64_t vigie__store_failures(const struct relay_store *st);
+
+/* ---- loading at start (loop thread, before the loop runs) ---- */
+
+struct store_loader {
+	void (*stream)(void *ud, const char *site, const char *node,
+		       uint64_t boot_id, uint64_t contig);
+	/* a stored seq above its stream's contig (out of order) */
+	void (*seq)(void *ud, const char *site, const char *node,
+		    uint64_t boot_id, uint64_t seq);
+	void (*node)(void *ud, const char *site, const char *node,
+		     uint64_t reporting_ms);
+	/* an incident not closed; `i->data` is its Incident message */
+	void (*incident)(void *ud, const struct store_incident *i);
+	void (*escalation)(void *ud, const struct store_escalation *e);
+	void (*dispatch)(void *ud, const struct store_dispatch *d);
+	/* the latest id of each prefix, closed incidents included */
+	void (*id)(void *ud, const char *prefix, uint64_t sec, uint32_t k);
+	void *ud;
+};
+int vigie__store_load(struct relay_store *st, const struct store_loader *l);
+
+/* vigie__store_close: commit what is queued (running its deferred work),
+ * close the database, free everything, then cb(arg) on the loop. */
+void vigie__store_close(struct relay_store *st, void (*cb)(void *arg),
+			void *arg);
+
+#endif
