@@ -799,6 +799,9 @@ void vigie_conf_free(struct vigie_conf *c)
 	while (c->interned) {
 		struct conf_string *next = c->interned->next;
 
+		/* Interned strings are secrets read from files: don't leave
+		 * them in freed memory. */
+		explicit_bzero(c->interned->text, strlen(c->interned->text));
 		free(c->interned);
 		c->interned = next;
 	}

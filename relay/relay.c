@@ -2026,18 +2026,12 @@ int vigie__relay_open(uv_loop_t *loop, const struct relay_config *cfg,
 		       lc.bad ? ", some incidents unreadable (see above)" : "");
 
 	memset(&mo, 0, sizeof(mo));
-	mo.host = cfg->broker.host;
-	mo.port = cfg->broker.port;
+	vigie_conf_broker_apply(&cfg->broker.conn, &mo);
 	mo.client_id = cfg->broker.client_id;
-	mo.username = cfg->broker.username;
-	mo.password = cfg->broker.password;
-	mo.keepalive_s = cfg->broker.keepalive_s;
 	/* Persistent session: what is published for us while we are away
 	 * (restart, kill -9) waits at the broker. */
 	mo.clean_start = false;
 	mo.session_expiry_s = (uint32_t)cfg->broker.session_expiry_s;
-	mo.protocol = cfg->broker.protocol;
-	mo.tls = cfg->broker.tls;
 	mo.reconnect_min_ms = 100;
 	mo.reconnect_max_ms = 5000;
 	mo.max_inflight = 1000;

@@ -96,14 +96,9 @@ struct relay_site {
 };
 
 struct relay_broker {
-	const char *host;
-	int port;
-	const char *username, *password;
+	struct vigie_conf_broker conn; /* host, port, credentials, TLS */
 	const char *client_id;
 	uint64_t session_expiry_s;
-	struct vigie_mqtt_tls tls;
-	enum vigie_mqtt_protocol protocol;
-	int keepalive_s;
 };
 
 struct relay_config {
@@ -113,7 +108,6 @@ struct relay_config {
 	const char *database;
 	bool sync_full;
 	struct relay_broker broker;
-	char *password_buf; /* password read from password_file */
 	char client_id_buf[VIGIE_ID_MAX + 16];
 
 	uint64_t reporting_ms; /* default node reporting time */

@@ -24,12 +24,6 @@ static const char *const top_keys[] = {"id",
 				       "escalation",
 				       "sites",
 				       NULL};
-static const char *const broker_keys[] = {
-	"host",      "port",           "username", "password",  "password_file",
-	"client_id", "session_expiry", "protocol", "keepalive", "tls",
-	NULL};
-static const char *const tls_keys[] = {"ca",  "capath",   "cert",
-				       "key", "insecure", NULL};
 static const char *const post_keys[] = {"id", "name", "backup", NULL};
 static const char *const level_keys[] = {
 	"name",   "alert",        "post", "ack_deadline",
@@ -43,7 +37,6 @@ static const char *const zone_keys[] = {"id",      "name",        "floor",
 static const char *const node_keys[] = {"id", "reporting_time", NULL};
 static const char *const location_keys[] = {"lat", "lon", NULL};
 
-#define PASSWORD_FILE_MAX 4096
 
 static int load_location(struct vigie_conf *c,
 			 const struct vigie_conf_node *map, double *lat,
@@ -67,56 +60,19 @@ static int load_location(struct vigie_conf *c,
 	return 0;
 }
 
-/* The password of a file: its first line, without the newline. Keeps the
- * secret out of a config that is often world-readable. */
-static int read_password_file(struct vigie_conf *c,
-			      const struct vigie_conf_node *map,
-			      const char *path, struct relay_config *cfg)
-{
-	const struct vigie_conf_node *at = vigie_conf_get(map, "password_file");
-	char buf[PASSWORD_FILE_MAX + 2];
-	size_t len;
-	FILE *f;
-
-	f = fopen(path, "r");
-	if (!f)
-		return vigie_conf_fail(c, at, "cannot read %s: %s", path,
-				       strerror(errno));
-	len = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[len] = '\0';
-	buf[strcspn(buf, "\r\n")] = '\0';
-	if (!buf[0] || strlen(buf) > PASSWORD_FILE_MAX)
-		return vigie_conf_fail(c, at,
-				       "%s: expected a password of 1 to %d "
-				       "characters on its first line",
-				       path, PASSWORD_FILE_MAX);
-	cfg->password_buf = strdup(buf);
-	if (!cfg->password_buf)
-		return vigie_conf_fail(c, at, "out of memory");
-	cfg->broker.password = cfg->password_buf;
-	return 0;
-}
-
+/* The connection is read like every Vigie config's (vigie_conf_broker);
+ * the relay adds its session: a fixed client id and the MQTT 5 session
+ * expiry. */
 static int load_broker(struct vigie_conf *c, const struct vigie_conf_node *map,
 		       struct relay_config *cfg)
 {
+	static const char *const session_keys[] = {"client_id",
+						   "session_expiry", NULL};
 	struct relay_broker *b = &cfg->broker;
-	const struct vigie_conf_node *tls = NULL;
-	const char *proto = NULL, *pwfile = NULL;
-	uint64_t port = 0, keepalive = 10, expiry_ms = 86400000;
-	int rc = 0;
+	uint64_t expiry_ms = 86400000;
+	int rc;
 
-	rc |= vigie_conf_expect_map(c, map, broker_keys);
-	rc |= vigie_conf_str(c, map, "host", VIGIE_CONF_REQUIRED, &b->host);
-	rc |= vigie_conf_uint(c, map, "port", 1, 65535, VIGIE_CONF_REQUIRED,
-			      &port);
-	rc |= vigie_conf_str(c, map, "username", VIGIE_CONF_OPTIONAL,
-			     &b->username);
-	rc |= vigie_conf_str(c, map, "password", VIGIE_CONF_OPTIONAL,
-			     &b->password);
-	rc |= vigie_conf_str(c, map, "password_file", VIGIE_CONF_OPTIONAL,
-			     &pwfile);
+	rc = vigie_conf_broker(c, map, 0, session_keys, &b->conn);
 	rc |= vigie_conf_str(c, map, "client_id", VIGIE_CONF_OPTIONAL,
 			     &b->client_id);
 	/* MQTT 5 session expiry: without it the broker drops the session (and
@@ -124,63 +80,12 @@ static int load_broker(struct vigie_conf *c, const struct vigie_conf_node *map,
 	rc |= vigie_conf_duration(c, map, "session_expiry", 60000,
 				  4294967294ull * 1000, VIGIE_CONF_OPTIONAL,
 				  &expiry_ms);
-	rc |= vigie_conf_uint(c, map, "keepalive", 5, 3600, VIGIE_CONF_OPTIONAL,
-			      &keepalive);
-	rc |= vigie_conf_str(c, map, "protocol", VIGIE_CONF_OPTIONAL, &proto);
-	rc |= vigie_conf_section(c, map, "tls", false, VIGIE_CONF_OPTIONAL,
-				 &tls);
 	if (rc)
 		return VIGIE_ECONFIG;
-	b->port = (int)port;
-	b->keepalive_s = (int)keepalive;
 	b->session_expiry_s = expiry_ms / 1000;
-	b->protocol = VIGIE_MQTT_AUTO;
-	if (proto) {
-		if (strcmp(proto, "5") == 0)
-			b->protocol = VIGIE_MQTT_V5;
-		else if (strcmp(proto, "3.1.1") == 0)
-			b->protocol = VIGIE_MQTT_V311;
-		else if (strcmp(proto, "auto") != 0)
-			return vigie_conf_fail(
-				c, vigie_conf_get(map, "protocol"),
-				"expected auto, 5 or 3.1.1, got \"%s\"", proto);
-	}
-	if (b->password && pwfile)
-		return vigie_conf_fail(
-			c, vigie_conf_get(map, "password_file"),
-			"give password or password_file, not both");
-	if (pwfile && read_password_file(c, map, pwfile, cfg))
-		return VIGIE_ECONFIG;
-	if (b->password && !b->username)
-		return vigie_conf_fail(
-			c,
-			vigie_conf_get(map,
-				       pwfile ? "password_file" : "password"),
-			"a password needs a username");
 	if (b->client_id && (strlen(b->client_id) > 64 || !*b->client_id))
 		return vigie_conf_fail(c, vigie_conf_get(map, "client_id"),
 				       "expected 1 to 64 characters");
-	if (tls) {
-		rc |= vigie_conf_expect_map(c, tls, tls_keys);
-		rc |= vigie_conf_str(c, tls, "ca", VIGIE_CONF_OPTIONAL,
-				     &b->tls.cafile);
-		rc |= vigie_conf_str(c, tls, "capath", VIGIE_CONF_OPTIONAL,
-				     &b->tls.capath);
-		rc |= vigie_conf_str(c, tls, "cert", VIGIE_CONF_OPTIONAL,
-				     &b->tls.certfile);
-		rc |= vigie_conf_str(c, tls, "key", VIGIE_CONF_OPTIONAL,
-				     &b->tls.keyfile);
-		rc |= vigie_conf_bool(c, tls, "insecure", VIGIE_CONF_OPTIONAL,
-				      &b->tls.insecure);
-		if (rc)
-			return VIGIE_ECONFIG;
-		if (!b->tls.cafile && !b->tls.capath)
-			return vigie_conf_fail(c, tls,
-					       "tls needs ca or capath");
-		if (!b->tls.certfile != !b->tls.keyfile)
-			return vigie_conf_fail(c, tls,
-					       "cert and key go together");
-	}
 	return 0;
 }
 
@@ -636,11 +541,6 @@ void vigie__relayconf_free(struct relay_config *cfg)
 	free(cfg->sites);
 	free(cfg->posts);
 	free_ladder(&cfg->ladder);
-	if (cfg->password_buf) {
-		/* Don't leave the secret in freed memory. */
-		memset(cfg->password_buf, 0, strlen(cfg->password_buf));
-		free(cfg->password_buf);
-	}
 	vigie_conf_free(cfg->conf);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -142,9 +142,9 @@ static void test_full(void **state)
 	assert_int_equal(vigie__relayconf_load(path, &cfg, err, sizeof(err)),
 			 0);
 	assert_false(cfg.sync_full);
-	assert_string_equal(cfg.broker.password, "s3cret");
+	assert_string_equal(cfg.broker.conn.password, "s3cret");
 	assert_int_equal(cfg.broker.session_expiry_s, 7200);
-	assert_string_equal(cfg.broker.tls.cafile, "/etc/ca.crt");
+	assert_string_equal(cfg.broker.conn.tls.cafile, "/etc/ca.crt");
 	assert_true(vigie__relayconf_immediate(
 		&cfg, VIGIE__V1__EVENT_KIND__KIND_FIRE));
 	assert_false(vigie__relayconf_immediate(
