@@ -41,7 +41,7 @@ int vigie_duration_parse(const char *text, uint64_t *out_ms)
 	static const struct {
 		const char *suffix;
 		double ms;
-	} units[] = {{"ms", 1},	    {"s", 1000},      {"m", 60000},
+	} units[] = {{"ms", 1},      {"s", 1000},     {"m", 60000},
 		     {"h", 3600000}, {"d", 86400000}, {"", 1}};
 	char *end;
 	double v;

@@ -129,7 +129,8 @@ int vigie_topic_parse(const char *topic, struct vigie_topic *out)
 	if (strcmp(w[2], "relay") == 0) {
 		if (n == 6 && strcmp(w[4], "receipt") == 0) {
 			out->type = VIGIE_TOPIC_RECEIPT;
-			if (copy_id(out->site, w[3]) || copy_id(out->node, w[5]))
+			if (copy_id(out->site, w[3]) ||
+			    copy_id(out->node, w[5]))
 				goto invalid;
 			return 0;
 		}
@@ -191,7 +192,8 @@ static const char *enum_name(const ProtobufCEnumDescriptor *d, int value,
 			size_t j = 0;
 
 			for (; src[j] && j < 39; j++)
-				names[i][j] = (char)tolower((unsigned char)src[j]);
+				names[i][j] =
+					(char)tolower((unsigned char)src[j]);
 			names[i][j] = '\0';
 		}
 		return names[i];
@@ -221,8 +223,8 @@ static int enum_parse(const ProtobufCEnumDescriptor *d, const char *prefix,
 	for (unsigned i = 0; i < d->n_values; i++) {
 		const char *vn = d->values[i].name;
 
-		if (strncmp(vn, prefix, plen) == 0 && strcmp(vn + plen, norm) == 0 &&
-		    d->values[i].value != 0) {
+		if (strncmp(vn, prefix, plen) == 0 &&
+		    strcmp(vn + plen, norm) == 0 && d->values[i].value != 0) {
 			*out = d->values[i].value;
 			return 0;
 		}

@@ -21,7 +21,7 @@ enum mstate {
 	ST_IDLE,       /* created, not started */
 	ST_CONNECTING, /* socket or probe in progress, no CONNACK yet */
 	ST_CONNECTED,
-	ST_WAITING,    /* reconnect timer armed */
+	ST_WAITING, /* reconnect timer armed */
 	ST_STOPPED,
 	ST_CLOSING,
 };
@@ -66,7 +66,7 @@ struct vigie_mqtt {
 	bool clean_start, tls_insecure;
 	uint32_t session_expiry_s;
 	enum vigie_mqtt_protocol protocol;
-	int proto_try;   /* protocol of the current attempt: 5 or 4 */
+	int proto_try; /* protocol of the current attempt: 5 or 4 */
 	int proto_in_use;
 	bool got_connack;
 	uint32_t reconnect_min_ms, reconnect_max_ms;
@@ -93,7 +93,7 @@ struct vigie_mqtt {
 /* A misc tick each second drives PINGREQ and keepalive checks, whose
  * granularity in libmosquitto is one second anyway. */
 #define MISC_INTERVAL_MS 1000
-#define READ_BATCH 256
+#define READ_BATCH       256
 /* A clean stop waits this long at most for in-flight QoS 1 PUBACKs. */
 #define DRAIN_TIMEOUT_MS 2000
 
@@ -219,8 +219,10 @@ static void update_poll(struct vigie_mqtt *m)
 	if (!c)
 		return;
 	/* Writable interest only while libmosquitto has bytes queued: a socket
-	 * is nearly always writable, so watching it otherwise spins the loop. */
-	if (mosquitto_want_write(m->mosq) && !uv_is_active((uv_handle_t *)&m->write_timer))
+	 * is nearly always writable, so watching it otherwise spins the loop.
+	 */
+	if (mosquitto_want_write(m->mosq) &&
+	    !uv_is_active((uv_handle_t *)&m->write_timer))
 		events |= UV_WRITABLE;
 	if (events != c->events) {
 		c->events = events;
@@ -252,13 +254,16 @@ static void poll_cb(uv_poll_t *h, int status, int events)
 		if (m->conn != c)
 			return;
 		/* During a TLS handshake mosquitto_want_write() stays true even
-		 * when there is nothing to write (eclipse/mosquitto issue 3745):
-		 * a writable socket would then wake us in a tight loop. When a
-		 * write pass leaves want_write set before the CONNACK, poll for
-		 * readability only and retry writing on a short timer. */
-		if (m->cafile && !m->got_connack && mosquitto_want_write(m->mosq)) {
+		 * when there is nothing to write (eclipse/mosquitto issue
+		 * 3745): a writable socket would then wake us in a tight loop.
+		 * When a write pass leaves want_write set before the CONNACK,
+		 * poll for readability only and retry writing on a short timer.
+		 */
+		if (m->cafile && !m->got_connack &&
+		    mosquitto_want_write(m->mosq)) {
 			if (++m->write_stalls > 2)
-				uv_timer_start(&m->write_timer, write_timer_cb, 5, 0);
+				uv_timer_start(&m->write_timer, write_timer_cb,
+					       5, 0);
 		} else {
 			m->write_stalls = 0;
 		}
@@ -316,12 +321,14 @@ static void attach(struct vigie_mqtt *m)
 	}
 	c->m = m;
 	c->poll.data = c;
-	c->events = UV_READABLE | UV_WRITABLE; /* first write completes connect */
+	c->events =
+		UV_READABLE | UV_WRITABLE; /* first write completes connect */
 	m->conn = c;
 	m->write_stalls = 0;
 	m->got_connack = false;
 	restart_poll(c);
-	uv_timer_start(&m->misc_timer, misc_cb, MISC_INTERVAL_MS, MISC_INTERVAL_MS);
+	uv_timer_start(&m->misc_timer, misc_cb, MISC_INTERVAL_MS,
+		       MISC_INTERVAL_MS);
 }
 
 static void connect_timeout_cb(uv_timer_t *t)
@@ -414,9 +421,10 @@ static void finish_v5_connect(struct vigie_mqtt *m)
 				       m->keepalive_s, NULL, props);
 	mosquitto_property_free_all(&props);
 	if (rc != MOSQ_ERR_SUCCESS) {
-		vigie_log_warn("mqtt %s: connect to %s:%d: %s", m->name, m->host,
-			       m->port, rc == MOSQ_ERR_ERRNO ? strerror(errno)
-							    : mosquitto_strerror(rc));
+		vigie_log_warn("mqtt %s: connect to %s:%d: %s", m->name,
+			       m->host, m->port,
+			       rc == MOSQ_ERR_ERRNO ? strerror(errno)
+						    : mosquitto_strerror(rc));
 		if (m->cb.on_disconnect)
 			m->cb.on_disconnect(m, m->ud, translate(rc));
 		schedule_reconnect(m);
@@ -458,8 +466,8 @@ static void probe_resolved(uv_getaddrinfo_t *req, int status,
 		return;
 	}
 	if (status < 0 || !res) {
-		vigie_log_warn("mqtt %s: cannot resolve %s: %s", m->name, m->host,
-			       uv_strerror(status));
+		vigie_log_warn("mqtt %s: cannot resolve %s: %s", m->name,
+			       m->host, uv_strerror(status));
 		goto fail;
 	}
 	if (uv_tcp_init(m->loop, &p->tcp) != 0)
@@ -468,7 +476,8 @@ static void probe_resolved(uv_getaddrinfo_t *req, int status,
 	p->tcp.data = p;
 	p->req.data = p;
 	/* The getaddrinfo reference passes to the tcp handle. */
-	if (uv_tcp_connect(&p->req, &p->tcp, res->ai_addr, probe_connected) != 0) {
+	if (uv_tcp_connect(&p->req, &p->tcp, res->ai_addr, probe_connected) !=
+	    0) {
 		uv_close((uv_handle_t *)&p->tcp, probe_tcp_closed);
 		m->probe = NULL;
 		uv_freeaddrinfo(res);
@@ -508,7 +517,8 @@ static void start_probe(struct vigie_mqtt *m)
 		return;
 	}
 	m->probe = p;
-	uv_timer_start(&m->connect_timer, connect_timeout_cb, CONNECT_TIMEOUT_MS, 0);
+	uv_timer_start(&m->connect_timer, connect_timeout_cb,
+		       CONNECT_TIMEOUT_MS, 0);
 }
 
 static void connect_now(struct vigie_mqtt *m)
@@ -526,16 +536,18 @@ static void connect_now(struct vigie_mqtt *m)
 	rc = mosquitto_connect_bind_async(m->mosq, m->host, m->port,
 					  m->keepalive_s, NULL);
 	if (rc != MOSQ_ERR_SUCCESS) {
-		vigie_log_debug("mqtt %s: connect to %s:%d: %s", m->name, m->host,
-				m->port, rc == MOSQ_ERR_ERRNO ? strerror(errno)
-							     : mosquitto_strerror(rc));
+		vigie_log_debug("mqtt %s: connect to %s:%d: %s", m->name,
+				m->host, m->port,
+				rc == MOSQ_ERR_ERRNO ? strerror(errno)
+						     : mosquitto_strerror(rc));
 		if (m->cb.on_disconnect)
 			m->cb.on_disconnect(m, m->ud, translate(rc));
 		schedule_reconnect(m);
 		return;
 	}
 	attach(m);
-	uv_timer_start(&m->connect_timer, connect_timeout_cb, CONNECT_TIMEOUT_MS, 0);
+	uv_timer_start(&m->connect_timer, connect_timeout_cb,
+		       CONNECT_TIMEOUT_MS, 0);
 }
 
 static void on_connect(struct mosquitto *mosq, void *ud, int rc, int flags,
@@ -547,21 +559,24 @@ static void on_connect(struct mosquitto *mosq, void *ud, int rc, int flags,
 	(void)props;
 	m->got_connack = true;
 	if (rc != 0) {
-		/* A broker that speaks only 3.1.1 answers an MQTT 5 CONNECT with
-		 * "unacceptable protocol version". */
+		/* A broker that speaks only 3.1.1 answers an MQTT 5 CONNECT
+		 * with "unacceptable protocol version". */
 		if (m->protocol == VIGIE_MQTT_AUTO &&
 		    (rc == MQTT_RC_UNSUPPORTED_PROTOCOL_VERSION ||
 		     rc == CONNACK_REFUSED_PROTOCOL_VERSION)) {
 			m->proto_try = m->proto_try == 5 ? 4 : 5;
-			vigie_log_info("mqtt %s: broker refused the protocol version, trying MQTT %s",
-				       m->name, m->proto_try == 5 ? "5" : "3.1.1");
+			vigie_log_info("mqtt %s: broker refused the protocol "
+				       "version, trying MQTT %s",
+				       m->name,
+				       m->proto_try == 5 ? "5" : "3.1.1");
 			m->attempt = 0;
 			return;
 		}
 		vigie_log_error("mqtt %s: %s:%d refused the connection: %s",
 				m->name, m->host, m->port,
-				m->proto_try == 5 ? mosquitto_reason_string(rc)
-						  : mosquitto_connack_string(rc));
+				m->proto_try == 5
+					? mosquitto_reason_string(rc)
+					: mosquitto_connack_string(rc));
 		return; /* libmosquitto follows with on_disconnect */
 	}
 	uv_timer_stop(&m->connect_timer);
@@ -599,7 +614,8 @@ static void on_disconnect(struct mosquitto *mosq, void *ud, int rc,
 		vigie_log_warn("mqtt %s: connection to %s:%d lost: %s", m->name,
 			       m->host, m->port, mosquitto_strerror(rc));
 	if (m->cb.on_disconnect)
-		m->cb.on_disconnect(m, m->ud, rc ? translate(rc) : VIGIE_ENOCONN);
+		m->cb.on_disconnect(m, m->ud,
+				    rc ? translate(rc) : VIGIE_ENOCONN);
 	schedule_reconnect(m);
 }
 
@@ -613,7 +629,8 @@ static void on_message(struct mosquitto *mosq, void *ud,
 	(void)props;
 	if (m->cb.on_message && m->state == ST_CONNECTED)
 		m->cb.on_message(m, m->ud, msg->topic, msg->payload,
-				 (size_t)msg->payloadlen, msg->qos, msg->retain);
+				 (size_t)msg->payloadlen, msg->qos,
+				 msg->retain);
 }
 
 static void on_publish(struct mosquitto *mosq, void *ud, int mid, int rc,
@@ -624,8 +641,8 @@ static void on_publish(struct mosquitto *mosq, void *ud, int mid, int rc,
 	(void)mosq;
 	(void)props;
 	if (rc >= 128)
-		vigie_log_warn("mqtt %s: broker refused message %d: %s", m->name,
-			       mid, mosquitto_reason_string(rc));
+		vigie_log_warn("mqtt %s: broker refused message %d: %s",
+			       m->name, mid, mosquitto_reason_string(rc));
 	if (m->inflight > 0)
 		m->inflight--;
 	if (m->cb.on_publish)
@@ -664,13 +681,15 @@ static int setup(struct vigie_mqtt *m, const struct vigie_mqtt_options *o)
 	mosquitto_publish_v5_callback_set(m->mosq, on_publish);
 	mosquitto_log_callback_set(m->mosq, on_log);
 	if (m->username) {
-		rc = mosquitto_username_pw_set(m->mosq, m->username, m->password);
+		rc = mosquitto_username_pw_set(m->mosq, m->username,
+					       m->password);
 		if (rc)
 			return translate(rc);
 	}
 	if (o->will_topic) {
-		rc = mosquitto_will_set(m->mosq, o->will_topic, (int)o->will_len,
-					o->will_payload, o->will_qos, o->will_retain);
+		rc = mosquitto_will_set(m->mosq, o->will_topic,
+					(int)o->will_len, o->will_payload,
+					o->will_qos, o->will_retain);
 		if (rc) {
 			vigie_log_error("mqtt %s: invalid will: %s", m->name,
 					mosquitto_strerror(rc));
@@ -678,13 +697,14 @@ static int setup(struct vigie_mqtt *m, const struct vigie_mqtt_options *o)
 		}
 	}
 	if (m->cafile || m->capath) {
-		rc = mosquitto_tls_set(m->mosq, m->cafile, m->capath, m->certfile,
-				       m->keyfile, NULL);
+		rc = mosquitto_tls_set(m->mosq, m->cafile, m->capath,
+				       m->certfile, m->keyfile, NULL);
 		if (rc) {
-			vigie_log_error("mqtt %s: TLS setup (ca %s, cert %s): %s",
-					m->name, m->cafile ? m->cafile : m->capath,
-					m->certfile ? m->certfile : "none",
-					mosquitto_strerror(rc));
+			vigie_log_error(
+				"mqtt %s: TLS setup (ca %s, cert %s): %s",
+				m->name, m->cafile ? m->cafile : m->capath,
+				m->certfile ? m->certfile : "none",
+				mosquitto_strerror(rc));
 			return VIGIE_ETLS;
 		}
 		if (m->tls_insecure)
@@ -702,7 +722,8 @@ int vigie_mqtt_open(uv_loop_t *loop, const struct vigie_mqtt_options *o,
 
 	if (!loop || !o || !o->host || !*o->host || o->port <= 0 ||
 	    o->port > 65535 || !o->client_id || !*o->client_id) {
-		vigie_log_error("mqtt: host, port (1-65535) and client id are required");
+		vigie_log_error("mqtt: host, port (1-65535) and client id are "
+				"required");
 		return VIGIE_EINVAL;
 	}
 	m = calloc(1, sizeof(*m));
@@ -777,8 +798,9 @@ int vigie_mqtt_subscribe(struct vigie_mqtt *m, const char *pattern, int qos)
 	struct sub *subs;
 	int rc;
 
-	if (!pattern || mosquitto_sub_topic_check(pattern) != MOSQ_ERR_SUCCESS ||
-	    qos < 0 || qos > 2)
+	if (!pattern ||
+	    mosquitto_sub_topic_check(pattern) != MOSQ_ERR_SUCCESS || qos < 0 ||
+	    qos > 2)
 		return VIGIE_EINVAL;
 	subs = realloc(m->subs, (m->n_subs + 1) * sizeof(*subs));
 	if (!subs)
@@ -806,7 +828,8 @@ int vigie_mqtt_publish(struct vigie_mqtt *m, const char *topic,
 		return VIGIE_ENOCONN;
 	if (len > INT32_MAX)
 		return VIGIE_ETOOBIG;
-	rc = mosquitto_publish(m->mosq, mid, topic, (int)len, payload, qos, retain);
+	rc = mosquitto_publish(m->mosq, mid, topic, (int)len, payload, qos,
+			       retain);
 	if (rc == MOSQ_ERR_NO_CONN && qos > 0) {
 		/* libmosquitto has queued it anyway and will send it after the
 		 * reconnect: report success so the caller does not send it a
@@ -876,8 +899,9 @@ static void drain_timeout_cb(uv_timer_t *t)
 
 	if (!m->draining)
 		return;
-	vigie_log_warn("mqtt %s: %d message(s) still unacknowledged at the stop",
-		       m->name, m->inflight);
+	vigie_log_warn(
+		"mqtt %s: %d message(s) still unacknowledged at the stop",
+		m->name, m->inflight);
 	m->draining = false;
 	finish_stop(m);
 }

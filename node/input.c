@@ -19,7 +19,7 @@
 /* Lines a client may have waiting for durability before we stop reading
  * from it (backpressure instead of an unbounded queue). */
 #define CLIENT_MAX_PENDING 4096
-#define REPLY_MAX 192
+#define REPLY_MAX          192
 
 struct reply {
 	struct reply *next;
@@ -36,7 +36,7 @@ struct client {
 	size_t used;
 	struct reply *head, *tail;
 	size_t pending;
-	int refs;     /* the pipe handle + replies awaiting durability */
+	int refs; /* the pipe handle + replies awaiting durability */
 	bool closing;
 	bool reading;
 	bool discard; /* skip until newline (after an oversized line) */
@@ -114,9 +114,10 @@ static void flush_replies(struct client *c)
 				uv_buf_t b;
 
 				memcpy(req + 1, r->text, len);
-				b = uv_buf_init((char *)(req + 1), (unsigned)len);
-				if (uv_write(req, (uv_stream_t *)&c->pipe, &b, 1,
-					     on_written))
+				b = uv_buf_init((char *)(req + 1),
+						(unsigned)len);
+				if (uv_write(req, (uv_stream_t *)&c->pipe, &b,
+					     1, on_written))
 					free(req);
 			}
 		}
@@ -183,8 +184,8 @@ static void handle_line(struct client *c, const char *line, size_t len)
 	rc = vigie__line_parse(line, len, &ev, err, sizeof(err));
 	if (rc == 0) {
 		c->refs++;
-		rc = vigie__node_submit(in->node, &ev, "socket", on_durable, r, err,
-					sizeof(err));
+		rc = vigie__node_submit(in->node, &ev, "socket", on_durable, r,
+					err, sizeof(err));
 		if (rc == 0)
 			return;
 		c->refs--;
@@ -233,11 +234,13 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		struct reply *r = reply_new(c);
 
 		c->in->refused++;
-		vigie_log_warn("input: line longer than %d bytes refused, closing the connection",
+		vigie_log_warn("input: line longer than %d bytes refused, "
+			       "closing the connection",
 			       NODE_LINE_MAX);
 		if (r) {
 			snprintf(r->text, sizeof(r->text),
-				 "ERR line longer than %d bytes\n", NODE_LINE_MAX);
+				 "ERR line longer than %d bytes\n",
+				 NODE_LINE_MAX);
 			r->ready = true;
 		}
 		flush_replies(c);

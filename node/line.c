@@ -51,28 +51,32 @@ static int read_value(const char **p, const char *end, char *out, size_t cap,
 
 			if (s >= end)
 				return fail(err, errlen, VIGIE_EINVAL,
-					    "%s: unterminated quoted value", key);
+					    "%s: unterminated quoted value",
+					    key);
 			ch = *s++;
 			if (ch == '"')
 				break;
 			if (ch == '\\') {
 				if (s >= end)
 					return fail(err, errlen, VIGIE_EINVAL,
-						    "%s: dangling backslash", key);
+						    "%s: dangling backslash",
+						    key);
 				ch = *s++;
 				if (ch == 'n')
 					ch = '\n';
 				else if (ch != '"' && ch != '\\')
 					return fail(err, errlen, VIGIE_EINVAL,
-						    "%s: unknown escape \\%c", key, ch);
+						    "%s: unknown escape \\%c",
+						    key, ch);
 			}
 			if ((unsigned char)ch < 0x20 && ch != '\n')
 				return fail(err, errlen, VIGIE_EINVAL,
-					    "%s: control character in value", key);
+					    "%s: control character in value",
+					    key);
 			if (n + 1 >= cap)
 				return fail(err, errlen, VIGIE_ETOOBIG,
-					    "%s: value longer than %zu bytes", key,
-					    cap - 1);
+					    "%s: value longer than %zu bytes",
+					    key, cap - 1);
 			out[n++] = ch;
 		}
 		if (s < end && !isspace((unsigned char)*s))
@@ -82,12 +86,13 @@ static int read_value(const char **p, const char *end, char *out, size_t cap,
 		while (s < end && !isspace((unsigned char)*s)) {
 			if (*s == '"' || (unsigned char)*s < 0x20)
 				return fail(err, errlen, VIGIE_EINVAL,
-					    "%s: stray quote or control character (quote the whole value)",
+					    "%s: stray quote or control "
+					    "character (quote the whole value)",
 					    key);
 			if (n + 1 >= cap)
 				return fail(err, errlen, VIGIE_ETOOBIG,
-					    "%s: value longer than %zu bytes", key,
-					    cap - 1);
+					    "%s: value longer than %zu bytes",
+					    key, cap - 1);
 			out[n++] = *s++;
 		}
 	}
@@ -142,8 +147,10 @@ int vigie__line_parse(const char *line, size_t len, struct node_event *ev,
 		while (p < end && *p != '=' && !isspace((unsigned char)*p)) {
 			if (!key_char(*p))
 				return fail(err, errlen, VIGIE_EINVAL,
-					    "invalid character '%c' in key (keys are [a-z0-9_.-])",
-					    isprint((unsigned char)*p) ? *p : '?');
+					    "invalid character '%c' in key "
+					    "(keys are [a-z0-9_.-])",
+					    isprint((unsigned char)*p) ? *p
+								       : '?');
 			if (klen >= NODE_ATTR_KEY_MAX)
 				return fail(err, errlen, VIGIE_ETOOBIG,
 					    "key longer than %d characters",
@@ -155,9 +162,11 @@ int vigie__line_parse(const char *line, size_t len, struct node_event *ev,
 			return fail(err, errlen, VIGIE_EINVAL,
 				    "expected key=value, got \"%s\"", key);
 		if (!klen)
-			return fail(err, errlen, VIGIE_EINVAL, "empty key before '='");
+			return fail(err, errlen, VIGIE_EINVAL,
+				    "empty key before '='");
 		p++;
-		rc = read_value(&p, end, value, sizeof(value), key, err, errlen);
+		rc = read_value(&p, end, value, sizeof(value), key, err,
+				errlen);
 		if (rc)
 			return rc;
 
@@ -169,13 +178,16 @@ int vigie__line_parse(const char *line, size_t len, struct node_event *ev,
 		} else if (strcmp(key, "state") == 0) {
 			if (vigie_state_parse(value, &ev->state))
 				return fail(err, errlen, VIGIE_EINVAL,
-					    "state: unknown state \"%s\" (alarm, restore, trouble, test)",
+					    "state: unknown state \"%s\" "
+					    "(alarm, restore, trouble, test)",
 					    value);
 			have_state = 1;
-		} else if (strcmp(key, "zone") == 0 || strcmp(key, "sensor") == 0) {
+		} else if (strcmp(key, "zone") == 0 ||
+			   strcmp(key, "sensor") == 0) {
 			if (!vigie_id_valid(value))
 				return fail(err, errlen, VIGIE_EINVAL,
-					    "%s: \"%s\" is not an id ([a-z0-9_-], 1-64)",
+					    "%s: \"%s\" is not an id "
+					    "([a-z0-9_-], 1-64)",
 					    key, value);
 			strcpy(key[0] == 'z' ? ev->zone : ev->sensor, value);
 		} else if (strcmp(key, "text") == 0) {
@@ -189,22 +201,25 @@ int vigie__line_parse(const char *line, size_t len, struct node_event *ev,
 		} else if (strcmp(key, "time") == 0) {
 			if (parse_time(value, &ev->time_us))
 				return fail(err, errlen, VIGIE_EINVAL,
-					    "time: \"%s\" is not Unix seconds", value);
+					    "time: \"%s\" is not Unix seconds",
+					    value);
 		} else {
 			if (ev->n_attrs >= NODE_ATTR_MAX)
 				return fail(err, errlen, VIGIE_ETOOBIG,
-					    "more than %d attributes", NODE_ATTR_MAX);
+					    "more than %d attributes",
+					    NODE_ATTR_MAX);
 			if (strlen(value) > NODE_ATTR_VALUE_MAX)
 				return fail(err, errlen, VIGIE_ETOOBIG,
-					    "%s: value longer than %d bytes", key,
-					    NODE_ATTR_VALUE_MAX);
+					    "%s: value longer than %d bytes",
+					    key, NODE_ATTR_VALUE_MAX);
 			strcpy(ev->attrs[ev->n_attrs].key, key);
 			strcpy(ev->attrs[ev->n_attrs].value, value);
 			ev->n_attrs++;
 		}
 	}
 	if (!have_kind)
-		return fail(err, errlen, VIGIE_EINVAL, "kind: missing (e.g. kind=intrusion)");
+		return fail(err, errlen, VIGIE_EINVAL,
+			    "kind: missing (e.g. kind=intrusion)");
 	if (!have_state)
 		ev->state = VIGIE__V1__EVENT_STATE__STATE_ALARM;
 	return 0;

@@ -18,17 +18,22 @@
 
 static const char usage[] =
 	"usage: vigie-node [run] -c FILE [options]   run a node\n"
-	"       vigie-node check-config FILE         validate a config, list uncovered zones\n"
+	"       vigie-node check-config FILE         validate a config, list "
+	"uncovered zones\n"
 	"       vigie-node inject -c FILE|-s SOCKET [LINE ...]\n"
-	"                                            send event lines (stdin without LINE)\n"
+	"                                            send event lines (stdin "
+	"without LINE)\n"
 	"run options:\n"
 	"  -c, --config FILE          node configuration (YAML)\n"
 	"      --scenario FILE        replay a scenario file of timed events\n"
 	"      --speed X              scenario speed factor (default 1)\n"
-	"      --loop N               play the scenario N times, 0 = forever (default 1)\n"
-	"      --exit-after-scenario  stop once the scenario is played and receipted\n"
+	"      --loop N               play the scenario N times, 0 = forever "
+	"(default 1)\n"
+	"      --exit-after-scenario  stop once the scenario is played and "
+	"receipted\n"
 	"      --log-level LEVEL      error, warn, info (default), debug\n"
-	"exit status: 0 ok, 1 runtime failure, 2 bad usage or invalid configuration\n";
+	"exit status: 0 ok, 1 runtime failure, 2 bad usage or invalid "
+	"configuration\n";
 
 struct app {
 	uv_loop_t loop;
@@ -164,18 +169,22 @@ static bool inject_next_line(struct inject *j)
 		if (j->argc > 0) {
 			if (j->next_arg >= j->argc)
 				return false;
-			snprintf(j->out, sizeof(j->out), "%s", j->argv[j->next_arg++]);
+			snprintf(j->out, sizeof(j->out), "%s",
+				 j->argv[j->next_arg++]);
 		} else if (!fgets(j->out, sizeof(j->out), stdin)) {
 			return false;
 		}
 		len = strlen(j->out);
 		if (len == sizeof(j->out) - 1 && j->out[len - 1] != '\n') {
-			fprintf(stderr, "vigie-node inject: line longer than %d bytes, stopping\n",
+			fprintf(stderr,
+				"vigie-node inject: line longer than %d bytes, "
+				"stopping\n",
 				NODE_LINE_MAX);
 			j->failures++;
 			return false;
 		}
-		while (len && (j->out[len - 1] == '\n' || j->out[len - 1] == '\r'))
+		while (len &&
+		       (j->out[len - 1] == '\n' || j->out[len - 1] == '\r'))
 			len--;
 		if (!len || j->out[0] == '#')
 			continue;
@@ -233,7 +242,8 @@ static int cmd_inject(const char *sock_path, int argc, char **argv)
 		if (poll(&pfd, 1, -1) < 0)
 			break;
 		if (pfd.revents & POLLOUT) {
-			n = write(j.fd, j.out + j.out_off, j.out_len - j.out_off);
+			n = write(j.fd, j.out + j.out_off,
+				  j.out_len - j.out_off);
 			if (n < 0) {
 				perror("vigie-node inject: write");
 				j.failures++;
@@ -246,16 +256,19 @@ static int cmd_inject(const char *sock_path, int argc, char **argv)
 			}
 		}
 		if (pfd.revents & (POLLIN | POLLHUP | POLLERR)) {
-			n = read(j.fd, j.in + j.in_len, sizeof(j.in) - j.in_len);
+			n = read(j.fd, j.in + j.in_len,
+				 sizeof(j.in) - j.in_len);
 			if (n <= 0) {
-				fprintf(stderr, "vigie-node inject: connection closed by the node\n");
+				fprintf(stderr, "vigie-node inject: connection "
+						"closed by the node\n");
 				j.failures++;
 				break;
 			}
 			j.in_len += (size_t)n;
 			inject_read_answers(&j);
 			if (j.in_len == sizeof(j.in)) {
-				fprintf(stderr, "vigie-node inject: answer line too long\n");
+				fprintf(stderr, "vigie-node inject: answer "
+						"line too long\n");
 				j.failures++;
 				break;
 			}
@@ -263,7 +276,8 @@ static int cmd_inject(const char *sock_path, int argc, char **argv)
 	}
 	close(j.fd);
 	if (j.answered < j.sent)
-		fprintf(stderr, "vigie-node inject: %lu of %lu line(s) unanswered\n",
+		fprintf(stderr,
+			"vigie-node inject: %lu of %lu line(s) unanswered\n",
 			j.sent - j.answered, j.sent);
 	return j.failures || j.answered < j.sent ? 1 : 0;
 }
@@ -280,8 +294,8 @@ static int cmd_run(const char *config, const char *scenario_path, double speed,
 		fprintf(stderr, "%s\n", err);
 		return EXIT_USAGE;
 	}
-	if (scenario_path &&
-	    vigie__scenario_load(scenario_path, &a.scenario, err, sizeof(err))) {
+	if (scenario_path && vigie__scenario_load(scenario_path, &a.scenario,
+						  err, sizeof(err))) {
 		fprintf(stderr, "%s\n", err);
 		vigie__nodeconf_free(&a.cfg);
 		return EXIT_USAGE;
@@ -307,7 +321,8 @@ static int cmd_run(const char *config, const char *scenario_path, double speed,
 	uv_signal_start(&a.sigint, on_signal, SIGINT);
 	uv_signal_start(&a.sigterm, on_signal, SIGTERM);
 	if (a.cfg.socket_path) {
-		rc = vigie__input_open(&a.loop, a.node, a.cfg.socket_path, &a.input);
+		rc = vigie__input_open(&a.loop, a.node, a.cfg.socket_path,
+				       &a.input);
 		if (rc) {
 			a.status = 1;
 			shutdown_app(&a);
@@ -387,15 +402,20 @@ int main(int argc, char **argv)
 		case 'x':
 			speed = strtod(optarg, &end);
 			if (*end || !(speed > 0) || speed > 1e6) {
-				fprintf(stderr, "vigie-node: --speed: expected a positive number, got \"%s\"\n",
+				fprintf(stderr,
+					"vigie-node: --speed: expected a "
+					"positive number, got \"%s\"\n",
 					optarg);
 				return EXIT_USAGE;
 			}
 			break;
 		case 'l':
 			loops = strtoul(optarg, &end, 10);
-			if (*end || !*optarg || optarg[0] == '-' || loops > 1000000) {
-				fprintf(stderr, "vigie-node: --loop: expected a count from 0 to 1000000, got \"%s\"\n",
+			if (*end || !*optarg || optarg[0] == '-' ||
+			    loops > 1000000) {
+				fprintf(stderr,
+					"vigie-node: --loop: expected a count "
+					"from 0 to 1000000, got \"%s\"\n",
 					optarg);
 				return EXIT_USAGE;
 			}
@@ -405,7 +425,10 @@ int main(int argc, char **argv)
 			break;
 		case 'L':
 			if (vigie_log_level_parse(optarg, &level)) {
-				fprintf(stderr, "vigie-node: --log-level: expected error, warn, info or debug, got \"%s\"\n",
+				fprintf(stderr,
+					"vigie-node: --log-level: expected "
+					"error, warn, info or debug, got "
+					"\"%s\"\n",
 					optarg);
 				return EXIT_USAGE;
 			}
@@ -426,7 +449,8 @@ int main(int argc, char **argv)
 		if (optind < argc)
 			config = argv[optind++];
 		if (!config || optind != argc) {
-			fprintf(stderr, "usage: vigie-node check-config FILE\n");
+			fprintf(stderr,
+				"usage: vigie-node check-config FILE\n");
 			return EXIT_USAGE;
 		}
 		return cmd_check(config);
@@ -437,36 +461,43 @@ int main(int argc, char **argv)
 		int rc;
 
 		if (!sock && config) {
-			if (vigie__nodeconf_load(config, &cfg, err, sizeof(err))) {
+			if (vigie__nodeconf_load(config, &cfg, err,
+						 sizeof(err))) {
 				fprintf(stderr, "%s\n", err);
 				return EXIT_USAGE;
 			}
 			if (!cfg.socket_path) {
-				fprintf(stderr, "%s: no socket configured\n", config);
+				fprintf(stderr, "%s: no socket configured\n",
+					config);
 				vigie__nodeconf_free(&cfg);
 				return EXIT_USAGE;
 			}
-			rc = cmd_inject(cfg.socket_path, argc - optind, argv + optind);
+			rc = cmd_inject(cfg.socket_path, argc - optind,
+					argv + optind);
 			vigie__nodeconf_free(&cfg);
 			return rc;
 		}
 		if (!sock) {
-			fprintf(stderr, "vigie-node inject: give -s SOCKET or -c CONFIG\n");
+			fprintf(stderr, "vigie-node inject: give -s SOCKET or "
+					"-c CONFIG\n");
 			return EXIT_USAGE;
 		}
 		return cmd_inject(sock, argc - optind, argv + optind);
 	}
 	if (strcmp(cmd, "run") != 0) {
-		fprintf(stderr, "vigie-node: unknown command \"%s\"\n%s", cmd, usage);
+		fprintf(stderr, "vigie-node: unknown command \"%s\"\n%s", cmd,
+			usage);
 		return EXIT_USAGE;
 	}
 	if (!config || optind != argc) {
 		fprintf(stderr, "vigie-node: %s\n%s",
-			config ? "unexpected argument" : "-c FILE is required", usage);
+			config ? "unexpected argument" : "-c FILE is required",
+			usage);
 		return EXIT_USAGE;
 	}
 	if (exit_after && !scenario) {
-		fprintf(stderr, "vigie-node: --exit-after-scenario needs --scenario\n");
+		fprintf(stderr,
+			"vigie-node: --exit-after-scenario needs --scenario\n");
 		return EXIT_USAGE;
 	}
 	return cmd_run(config, scenario, speed, (unsigned)loops, exit_after);

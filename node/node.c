@@ -16,7 +16,7 @@
 #include "vigie/log.h"
 #include "vigie/outbox.h"
 
-#define PRIMARY 0
+#define PRIMARY   0
 #define SECONDARY 1
 /* Most re-sends a single tick hands to libmosquitto, so that a large
  * backlog after an outage drains over several loop turns instead of
@@ -140,7 +140,8 @@ static void resend_due(struct vigie_node *n, bool all)
 	}
 	/* What the budget left over is published on the next tick. */
 	if (all && !budget)
-		for (struct vigie_outbox_entry *e = vigie_outbox_first(n->outbox);
+		for (struct vigie_outbox_entry *e =
+			     vigie_outbox_first(n->outbox);
 		     e; e = vigie_outbox_next(n->outbox, e))
 			if (!e->attempts)
 				e->last_sent_ms = 0;
@@ -154,7 +155,8 @@ static int pack_state(struct vigie_node *n, int status, const char *reason,
 	Vigie__V1__Zone *zones = calloc(cfg->n_zones + 1, sizeof(*zones));
 	Vigie__V1__Zone **zptr = calloc(cfg->n_zones + 1, sizeof(*zptr));
 	Vigie__V1__Location *locs = calloc(cfg->n_zones + 1, sizeof(*locs));
-	Vigie__V1__Sensor *sensors = calloc(cfg->n_sensors + 1, sizeof(*sensors));
+	Vigie__V1__Sensor *sensors =
+		calloc(cfg->n_sensors + 1, sizeof(*sensors));
 	Vigie__V1__Sensor **sptr = calloc(cfg->n_sensors + 1, sizeof(*sptr));
 	char **uncovered = calloc(cfg->n_zones + 1, sizeof(*uncovered));
 	int rc = VIGIE_ENOMEM;
@@ -180,7 +182,8 @@ static int pack_state(struct vigie_node *n, int status, const char *reason,
 		zones[i].floor = (char *)(z->floor ? z->floor : "");
 		zones[i].facade = (char *)(z->facade ? z->facade : "");
 		zones[i].kind = (char *)(z->kind ? z->kind : "");
-		zones[i].action_plan = (char *)(z->action_plan ? z->action_plan : "");
+		zones[i].action_plan =
+			(char *)(z->action_plan ? z->action_plan : "");
 		zones[i].cameras = (char **)z->cameras;
 		zones[i].n_cameras = z->n_cameras;
 		if (z->has_location) {
@@ -245,9 +248,10 @@ static void publish_heartbeat(struct vigie_node *n)
 	hb.body.data = inner;
 	hb.body.len = inner_len;
 	if (vigie_pack(&hb.base, &buf, &len) == 0) {
-		/* QoS 0: a heartbeat is only worth anything when it is fresh. */
-		vigie_mqtt_publish(p->mqtt, n->topic_heartbeat, buf, len, 0, false,
-				   NULL);
+		/* QoS 0: a heartbeat is only worth anything when it is fresh.
+		 */
+		vigie_mqtt_publish(p->mqtt, n->topic_heartbeat, buf, len, 0,
+				   false, NULL);
 		free(buf);
 	}
 	free(inner);
@@ -263,8 +267,8 @@ static void publish_birth(struct vigie_node *n, struct path *p)
 	uint8_t *buf;
 	size_t len;
 
-	if (pack_state(n, VIGIE__V1__NODE_STATUS__NODE_ONLINE, "", p->name, &buf,
-		       &len))
+	if (pack_state(n, VIGIE__V1__NODE_STATUS__NODE_ONLINE, "", p->name,
+		       &buf, &len))
 		return;
 	vigie_mqtt_publish(p->mqtt, n->topic_state, buf, len, 1, true, NULL);
 	free(buf);
@@ -281,8 +285,10 @@ static void raise_path_event(struct vigie_node *n, int state,
 	memset(&ev, 0, sizeof(ev));
 	ev.kind = VIGIE__V1__EVENT_KIND__KIND_PATH_LOSS;
 	ev.state = state;
-	snprintf(ev.text, sizeof(ev.text), "%s path %s: %s", n->paths[PRIMARY].name,
-		 state == VIGIE__V1__EVENT_STATE__STATE_RESTORE ? "restored" : "lost",
+	snprintf(ev.text, sizeof(ev.text), "%s path %s: %s",
+		 n->paths[PRIMARY].name,
+		 state == VIGIE__V1__EVENT_STATE__STATE_RESTORE ? "restored"
+								: "lost",
 		 reason);
 	snprintf(ev.attrs[0].key, sizeof(ev.attrs[0].key), "path");
 	snprintf(ev.attrs[0].value, sizeof(ev.attrs[0].value), "primary");
@@ -346,10 +352,10 @@ static void check_paths(struct vigie_node *n, uint64_t now)
 				       why == FAILOVER_DISCONNECTED
 					       ? "broker unreachable"
 					       : "no receipt");
-			raise_path_event(n, VIGIE__V1__EVENT_STATE__STATE_TROUBLE,
-					 why == FAILOVER_DISCONNECTED
-						 ? "disconnected"
-						 : "no-receipt");
+			raise_path_event(
+				n, VIGIE__V1__EVENT_STATE__STATE_TROUBLE,
+				why == FAILOVER_DISCONNECTED ? "disconnected"
+							     : "no-receipt");
 		}
 		return;
 	}
@@ -359,7 +365,8 @@ static void check_paths(struct vigie_node *n, uint64_t now)
 	if (n->failover == FAILOVER_DISCONNECTED &&
 	    pri->connects == n->primary_connects_at_failover)
 		return;
-	if (n->failover == FAILOVER_NO_RECEIPT && now - n->failover_at_ms < 6 * fo)
+	if (n->failover == FAILOVER_NO_RECEIPT &&
+	    now - n->failover_at_ms < 6 * fo)
 		return;
 	switch_path(n, PRIMARY);
 	/* The secondary is used only while needed: a clean disconnect, so
@@ -391,8 +398,9 @@ static void tick_cb(uv_timer_t *t)
 	     now - n->awaiting_since_ms < n->cfg->failover_ms)) {
 		n->loss_reported = false;
 		raise_path_event(n, VIGIE__V1__EVENT_STATE__STATE_RESTORE,
-				 n->failover == FAILOVER_NO_RECEIPT ? "no-receipt"
-								     : "disconnected");
+				 n->failover == FAILOVER_NO_RECEIPT
+					 ? "no-receipt"
+					 : "disconnected");
 		n->failover = FAILOVER_NONE;
 	}
 	resend_due(n, false);
@@ -445,14 +453,17 @@ static void on_message(struct vigie_mqtt *m, void *ud, const char *topic,
 	r = vigie__v1__receipt__unpack(NULL, len, payload);
 	if (!r) {
 		n->st.bad_receipts++;
-		vigie_log_warn("receipt on %s: payload does not decode (%zu bytes), dropped",
+		vigie_log_warn("receipt on %s: payload does not decode (%zu "
+			       "bytes), dropped",
 			       topic, len);
 		return;
 	}
-	if (strcmp(r->site, n->cfg->site) != 0 || strcmp(r->node, n->cfg->node) != 0) {
+	if (strcmp(r->site, n->cfg->site) != 0 ||
+	    strcmp(r->node, n->cfg->node) != 0) {
 		n->st.bad_receipts++;
-		vigie_log_warn("receipt on %s names %s/%s, not this node: dropped",
-			       topic, r->site, r->node);
+		vigie_log_warn(
+			"receipt on %s names %s/%s, not this node: dropped",
+			topic, r->site, r->node);
 		goto out_free;
 	}
 	removed = vigie_outbox_receipt(n->outbox, r->boot_id, r->seq);
@@ -483,7 +494,8 @@ static int check_event(const struct vigie_node *n, struct node_event *ev,
 	const struct node_config *cfg = n->cfg;
 
 	if (ev->sensor[0] && cfg->n_sensors) {
-		const struct node_sensor *s = vigie__nodeconf_sensor(cfg, ev->sensor);
+		const struct node_sensor *s =
+			vigie__nodeconf_sensor(cfg, ev->sensor);
 
 		if (!s) {
 			snprintf(err, errlen, "sensor: \"%s\" is not in %s",
@@ -493,7 +505,8 @@ static int check_event(const struct vigie_node *n, struct node_event *ev,
 		if (!ev->zone[0])
 			snprintf(ev->zone, sizeof(ev->zone), "%s", s->zones[0]);
 	}
-	if (ev->zone[0] && cfg->n_zones && !vigie__nodeconf_zone(cfg, ev->zone)) {
+	if (ev->zone[0] && cfg->n_zones &&
+	    !vigie__nodeconf_zone(cfg, ev->zone)) {
 		snprintf(err, errlen, "zone: \"%s\" is not in %s", ev->zone,
 			 cfg->path);
 		return VIGIE_EINVAL;
@@ -553,7 +566,8 @@ int vigie__node_submit(struct vigie_node *n, const struct node_event *in,
 
 	rc = vigie_event_encode(&ev, NULL, 0, NULL, &payload, &len);
 	if (rc) {
-		snprintf(err, errlen, "cannot encode event: %s", vigie_strerror(rc));
+		snprintf(err, errlen, "cannot encode event: %s",
+			 vigie_strerror(rc));
 		n->st.refused++;
 		return rc;
 	}
@@ -574,8 +588,9 @@ int vigie__node_submit(struct vigie_node *n, const struct node_event *in,
 				 on_durable, ctx, &entry);
 	if (rc) {
 		snprintf(err, errlen, "%s",
-			 rc == VIGIE_EFULL ? "outbox full: relay unreachable for too long"
-					   : vigie_strerror(rc));
+			 rc == VIGIE_EFULL
+				 ? "outbox full: relay unreachable for too long"
+				 : vigie_strerror(rc));
 		n->st.refused++;
 		free(ctx);
 		goto out_free_payload;
@@ -588,8 +603,8 @@ out_free_payload:
 	return rc;
 }
 
-static int open_path(struct vigie_node *n, int idx, const struct vigie_conf_broker *b,
-		     const char *name)
+static int open_path(struct vigie_node *n, int idx,
+		     const struct vigie_conf_broker *b, const char *name)
 {
 	static const struct vigie_mqtt_callbacks cbs = {
 		.on_connect = on_connect,

@@ -63,10 +63,10 @@ bool vigie__nodeconf_covered(const struct node_config *cfg, const char *id);
 
 /* ---- the event line format (node/line.c) ---- */
 
-#define NODE_LINE_MAX 4096
-#define NODE_ATTR_MAX 32
-#define NODE_TEXT_MAX 512
-#define NODE_ATTR_KEY_MAX 32
+#define NODE_LINE_MAX       4096
+#define NODE_ATTR_MAX       32
+#define NODE_TEXT_MAX       512
+#define NODE_ATTR_KEY_MAX   32
 #define NODE_ATTR_VALUE_MAX 128
 
 /* An event as a source describes it, before it gets its identity. */

@@ -7,13 +7,23 @@
 #include "sia.h"
 #include "vigie/error.h"
 
-static const char *const top_keys[] = {
-	"site", "node", "outbox", "socket", "heartbeat_period", "reporting_time",
-	"resend_timeout", "failover_time", "max_pending", "brokers", "zones",
-	"sensors", "panels", NULL};
-static const char *const zone_keys[] = {"id", "name", "floor", "facade",
-					"kind", "location", "cameras",
-					"action_plan", NULL};
+static const char *const top_keys[] = {"site",
+				       "node",
+				       "outbox",
+				       "socket",
+				       "heartbeat_period",
+				       "reporting_time",
+				       "resend_timeout",
+				       "failover_time",
+				       "max_pending",
+				       "brokers",
+				       "zones",
+				       "sensors",
+				       "panels",
+				       NULL};
+static const char *const zone_keys[] = {"id",      "name",        "floor",
+					"facade",  "kind",        "location",
+					"cameras", "action_plan", NULL};
 static const char *const sensor_keys[] = {"id", "name", "kind", "zones", NULL};
 static const char *const location_keys[] = {"lat", "lon", NULL};
 
@@ -39,8 +49,8 @@ static int load_zone(struct vigie_conf *c, const struct vigie_conf_node *map,
 		return VIGIE_ECONFIG;
 	if (loc) {
 		rc |= vigie_conf_expect_map(c, loc, location_keys);
-		rc |= vigie_conf_double(c, loc, "lat", -90, 90, VIGIE_CONF_REQUIRED,
-					&z->lat);
+		rc |= vigie_conf_double(c, loc, "lat", -90, 90,
+					VIGIE_CONF_REQUIRED, &z->lat);
 		rc |= vigie_conf_double(c, loc, "lon", -180, 180,
 					VIGIE_CONF_REQUIRED, &z->lon);
 		z->has_location = true;
@@ -58,8 +68,8 @@ static int load_sensor(struct vigie_conf *c, const struct vigie_conf_node *map,
 	rc |= vigie_conf_id(c, map, "id", VIGIE_CONF_REQUIRED, &s->id);
 	rc |= vigie_conf_str(c, map, "name", VIGIE_CONF_OPTIONAL, &s->name);
 	rc |= vigie_conf_str(c, map, "kind", VIGIE_CONF_REQUIRED, &kind);
-	rc |= vigie_conf_str_list(c, map, "zones", VIGIE_CONF_REQUIRED, &s->zones,
-				  &s->n_zones);
+	rc |= vigie_conf_str_list(c, map, "zones", VIGIE_CONF_REQUIRED,
+				  &s->zones, &s->n_zones);
 	if (rc)
 		return VIGIE_ECONFIG;
 	if (vigie_kind_parse(kind, &s->kind))
@@ -109,30 +119,34 @@ static int check_refs(struct vigie_conf *c, const struct vigie_conf_node *root,
 	for (size_t i = 0; i < cfg->n_zones; i++)
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(cfg->zones[i].id, cfg->zones[j].id) == 0)
-				return vigie_conf_fail(c, vigie_conf_seq_at(zones, i),
-						       "duplicate zone id \"%s\"",
-						       cfg->zones[i].id);
+				return vigie_conf_fail(
+					c, vigie_conf_seq_at(zones, i),
+					"duplicate zone id \"%s\"",
+					cfg->zones[i].id);
 	for (size_t i = 0; i < cfg->n_sensors; i++) {
 		const struct node_sensor *s = &cfg->sensors[i];
 
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(s->id, cfg->sensors[j].id) == 0)
-				return vigie_conf_fail(c, vigie_conf_seq_at(sensors, i),
-						       "duplicate sensor id \"%s\"",
-						       s->id);
+				return vigie_conf_fail(
+					c, vigie_conf_seq_at(sensors, i),
+					"duplicate sensor id \"%s\"", s->id);
 		for (size_t j = 0; j < s->n_zones; j++)
 			if (!vigie__nodeconf_zone(cfg, s->zones[j]))
 				return vigie_conf_fail(
 					c,
-					vigie_conf_get(vigie_conf_seq_at(sensors, i),
-						       "zones"),
-					"sensor %s covers zone \"%s\", which is not in zones",
+					vigie_conf_get(
+						vigie_conf_seq_at(sensors, i),
+						"zones"),
+					"sensor %s covers zone \"%s\", which "
+					"is not in zones",
 					s->id, s->zones[j]);
 	}
 	if (cfg->reporting_ms <= cfg->heartbeat_ms)
-		return vigie_conf_fail(c, vigie_conf_get(root, "reporting_time"),
-				       "must be longer than heartbeat_period (%llu ms)",
-				       (unsigned long long)cfg->heartbeat_ms);
+		return vigie_conf_fail(
+			c, vigie_conf_get(root, "reporting_time"),
+			"must be longer than heartbeat_period (%llu ms)",
+			(unsigned long long)cfg->heartbeat_ms);
 	return 0;
 }
 
@@ -159,7 +173,8 @@ int vigie__nodeconf_load(const char *path, struct node_config *cfg, char *err,
 	rc = vigie_conf_expect_map(c, root, top_keys);
 	rc |= vigie_conf_id(c, root, "site", VIGIE_CONF_REQUIRED, &cfg->site);
 	rc |= vigie_conf_id(c, root, "node", VIGIE_CONF_REQUIRED, &cfg->node);
-	rc |= vigie_conf_str(c, root, "outbox", VIGIE_CONF_REQUIRED, &cfg->outbox);
+	rc |= vigie_conf_str(c, root, "outbox", VIGIE_CONF_REQUIRED,
+			     &cfg->outbox);
 	rc |= vigie_conf_str(c, root, "socket", VIGIE_CONF_OPTIONAL,
 			     &cfg->socket_path);
 	rc |= vigie_conf_duration(c, root, "heartbeat_period", 100, 3600000,
@@ -174,7 +189,8 @@ int vigie__nodeconf_load(const char *path, struct node_config *cfg, char *err,
 			      VIGIE_CONF_OPTIONAL, &cfg->max_pending);
 	rc |= vigie_conf_section(c, root, "brokers", false, VIGIE_CONF_REQUIRED,
 				 &brokers);
-	rc |= vigie_conf_section(c, root, "zones", true, VIGIE_CONF_OPTIONAL, &zones);
+	rc |= vigie_conf_section(c, root, "zones", true, VIGIE_CONF_OPTIONAL,
+				 &zones);
 	rc |= vigie_conf_section(c, root, "sensors", true, VIGIE_CONF_OPTIONAL,
 				 &sensors);
 	if (rc)
@@ -182,7 +198,8 @@ int vigie__nodeconf_load(const char *path, struct node_config *cfg, char *err,
 	static const char *const path_keys[] = {"primary", "secondary", NULL};
 	if (vigie_conf_expect_map(c, brokers, path_keys))
 		goto out_err;
-	rc = vigie_conf_section(c, brokers, "primary", false, VIGIE_CONF_REQUIRED, &n);
+	rc = vigie_conf_section(c, brokers, "primary", false,
+				VIGIE_CONF_REQUIRED, &n);
 	if (rc || vigie_conf_broker(c, n, 0, NULL, &cfg->primary))
 		goto out_err;
 	n = NULL;
@@ -205,7 +222,8 @@ int vigie__nodeconf_load(const char *path, struct node_config *cfg, char *err,
 		if (load_zone(c, vigie_conf_seq_at(zones, i), &cfg->zones[i]))
 			goto out_err;
 	for (size_t i = 0; i < cfg->n_sensors; i++)
-		if (load_sensor(c, vigie_conf_seq_at(sensors, i), &cfg->sensors[i]))
+		if (load_sensor(c, vigie_conf_seq_at(sensors, i),
+				&cfg->sensors[i]))
 			goto out_err;
 	if (check_refs(c, root, cfg))
 		goto out_err;
@@ -218,7 +236,8 @@ int vigie__nodeconf_load(const char *path, struct node_config *cfg, char *err,
 	return 0;
 out_err:
 	snprintf(err, errlen, "%s",
-		 c && vigie_conf_error(c) ? vigie_conf_error(c) : "invalid configuration");
+		 c && vigie_conf_error(c) ? vigie_conf_error(c)
+					  : "invalid configuration");
 	vigie__nodeconf_free(cfg);
 	return VIGIE_ECONFIG;
 }

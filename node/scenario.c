@@ -99,8 +99,9 @@ int vigie__scenario_load(const char *path, struct node_scenario **out,
 
 		lineno++;
 		if (len == sizeof(line) - 1 && line[len - 1] != '\n') {
-			snprintf(err, errlen, "%s:%u: line longer than %d bytes",
-				 path, lineno, NODE_LINE_MAX);
+			snprintf(err, errlen,
+				 "%s:%u: line longer than %d bytes", path,
+				 lineno, NODE_LINE_MAX);
 			rc = VIGIE_ETOOBIG;
 			goto out_fail;
 		}
@@ -114,14 +115,16 @@ int vigie__scenario_load(const char *path, struct node_scenario **out,
 			struct step *ns;
 
 			if (s->n_steps >= SCENARIO_MAX_EVENTS) {
-				snprintf(err, errlen, "%s:%u: more than %d events",
-					 path, lineno, SCENARIO_MAX_EVENTS);
+				snprintf(err, errlen,
+					 "%s:%u: more than %d events", path,
+					 lineno, SCENARIO_MAX_EVENTS);
 				rc = VIGIE_ETOOBIG;
 				goto out_fail;
 			}
 			ns = realloc(s->steps, ncap * sizeof(*ns));
 			if (!ns) {
-				snprintf(err, errlen, "%s: out of memory", path);
+				snprintf(err, errlen, "%s: out of memory",
+					 path);
 				rc = VIGIE_ENOMEM;
 				goto out_fail;
 			}
@@ -131,8 +134,10 @@ int vigie__scenario_load(const char *path, struct node_scenario **out,
 		st = &s->steps[s->n_steps];
 		if (parse_offset(p, (size_t)(sp - p), prev, &st->at_us)) {
 			snprintf(err, errlen,
-				 "%s:%u: expected a time offset in seconds (\"12.5\" or \"+2\") first, got \"%.*s\"",
-				 path, lineno, (int)(sp - p > 40 ? 40 : sp - p), p);
+				 "%s:%u: expected a time offset in seconds "
+				 "(\"12.5\" or \"+2\") first, got \"%.*s\"",
+				 path, lineno, (int)(sp - p > 40 ? 40 : sp - p),
+				 p);
 			rc = VIGIE_EINVAL;
 			goto out_fail;
 		}
@@ -142,7 +147,8 @@ int vigie__scenario_load(const char *path, struct node_scenario **out,
 			rc = VIGIE_EINVAL;
 			goto out_fail;
 		}
-		rc = vigie__line_parse(sp, strlen(sp), &st->ev, why, sizeof(why));
+		rc = vigie__line_parse(sp, strlen(sp), &st->ev, why,
+				       sizeof(why));
 		if (rc) {
 			snprintf(err, errlen, "%s:%u: %s", path, lineno, why);
 			goto out_fail;
@@ -203,13 +209,14 @@ static void timer_cb(uv_timer_t *t)
 	uint64_t elapsed_us = (vigie_clock_mono_ms() - s->start_ms) * 1000u;
 
 	while (s->next < s->n_steps &&
-	       (double)s->steps[s->next].at_us / s->speed <= (double)elapsed_us) {
+	       (double)s->steps[s->next].at_us / s->speed <=
+		       (double)elapsed_us) {
 		struct step *st = &s->steps[s->next++];
 		char err[200];
 
 		s->submitted++;
-		if (vigie__node_submit(s->node, &st->ev, "scenario", on_settled, s,
-				       err, sizeof(err))) {
+		if (vigie__node_submit(s->node, &st->ev, "scenario", on_settled,
+				       s, err, sizeof(err))) {
 			vigie_log_error("%s:%u: event refused: %s", s->path,
 					st->line, err);
 			s->settled++;
@@ -239,7 +246,8 @@ static void arm(struct node_scenario *s)
 
 int vigie__scenario_play(struct node_scenario *s, uv_loop_t *loop,
 			 struct vigie_node *n, double speed,
-			 unsigned loop_count, void (*done)(void *arg), void *arg)
+			 unsigned loop_count, void (*done)(void *arg),
+			 void *arg)
 {
 	if (speed <= 0 || s->playing)
 		return VIGIE_EINVAL;

@@ -344,7 +344,8 @@ static void ack_published(struct vigie_mqtt *m, void *ud, int mid, int status)
 	(void)mid;
 	/* This client publishes nothing else at QoS 1: any PUBACK is ours. */
 	if (status) {
-		vigie_log_error("the broker refused the ack: %s", vigie_strerror(status));
+		vigie_log_error("the broker refused the ack: %s",
+				vigie_strerror(status));
 		ack_finish(k, EXIT_FAIL);
 		return;
 	}

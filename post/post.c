@@ -331,8 +331,8 @@ static void on_publish(struct vigie_mqtt *m, void *ud, int mid, int status)
 			/* Refused (not authorised): the ack stays pending, and
 			 * the relay keeps re-sending, so nobody believes the
 			 * police answered. */
-			vigie_log_error("ack %s: the broker refused it: %s", e->d.id,
-					vigie_strerror(status));
+			vigie_log_error("ack %s: the broker refused it: %s",
+					e->d.id, vigie_strerror(status));
 			return;
 		}
 		/* The entry moves when the queue re-sorts: stop here. */

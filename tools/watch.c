@@ -18,11 +18,13 @@ static const char usage[] =
 	"  -H, --host HOST       broker host (default 127.0.0.1)\n"
 	"  -p, --port PORT       broker port (default 1883)\n"
 	"  -u, --user USER       username\n"
-	"  -P, --password PASS   password (or VIGIE_PASSWORD in the environment)\n"
+	"  -P, --password PASS   password (or VIGIE_PASSWORD in the "
+	"environment)\n"
 	"      --cafile FILE     TLS: CA certificate (enables TLS)\n"
 	"      --cert FILE       TLS: client certificate\n"
 	"      --key FILE        TLS: client key\n"
-	"  -t, --topic PATTERN   subscribe to PATTERN (repeatable; default vigie/#)\n"
+	"  -t, --topic PATTERN   subscribe to PATTERN (repeatable; default "
+	"vigie/#)\n"
 	"      --heartbeats      show heartbeats too (hidden by default)\n"
 	"  -n, --count N         exit after N events\n"
 	"      --no-color        plain text even on a terminal\n";
@@ -42,11 +44,11 @@ static const char *color(const struct watch *w, const char *code)
 	return w->color ? code : "";
 }
 
-#define RED "\033[1;31m"
+#define RED    "\033[1;31m"
 #define YELLOW "\033[33m"
-#define GREEN "\033[32m"
-#define DIM "\033[2m"
-#define RESET "\033[0m"
+#define GREEN  "\033[32m"
+#define DIM    "\033[2m"
+#define RESET  "\033[0m"
 
 static void stamp(char *buf, size_t len)
 {
@@ -68,8 +70,8 @@ static void print_event(struct watch *w, const void *payload, size_t len)
 	stamp(now, sizeof(now));
 	rc = vigie_event_decode(payload, len, &se, &ev);
 	if (rc) {
-		printf("%s EVENT     undecodable payload (%zu bytes): %s\n", now, len,
-		       vigie_strerror(rc));
+		printf("%s EVENT     undecodable payload (%zu bytes): %s\n",
+		       now, len, vigie_strerror(rc));
 		return;
 	}
 	switch (ev->state) {
@@ -117,14 +119,21 @@ static void print_message(struct watch *w, const char *topic,
 
 		if (!s)
 			break;
-		printf("%s STATE     %s/%s %s%s%s%s%s boot %llu, %zu zone(s), %zu sensor(s)",
+		printf("%s STATE     %s/%s %s%s%s%s%s boot %llu, %zu zone(s), "
+		       "%zu sensor(s)",
 		       now, t.site, t.node,
-		       color(w, s->status == VIGIE__V1__NODE_STATUS__NODE_ONLINE ? GREEN : YELLOW),
-		       s->status == VIGIE__V1__NODE_STATUS__NODE_ONLINE ? "online" : "OFFLINE",
+		       color(w, s->status == VIGIE__V1__NODE_STATUS__NODE_ONLINE
+					? GREEN
+					: YELLOW),
+		       s->status == VIGIE__V1__NODE_STATUS__NODE_ONLINE
+			       ? "online"
+			       : "OFFLINE",
 		       color(w, RESET), *s->reason ? " reason=" : "", s->reason,
-		       (unsigned long long)s->boot_id, s->n_zones, s->n_sensors);
+		       (unsigned long long)s->boot_id, s->n_zones,
+		       s->n_sensors);
 		for (size_t i = 0; i < s->n_uncovered_zones; i++)
-			printf("%s%s", i ? "," : ", uncovered: ", s->uncovered_zones[i]);
+			printf("%s%s", i ? "," : ", uncovered: ",
+			       s->uncovered_zones[i]);
 		printf("%s\n", retain ? " (retained)" : "");
 		vigie__v1__node_state__free_unpacked(s, NULL);
 		return;
@@ -138,12 +147,14 @@ static void print_message(struct watch *w, const char *topic,
 		hb = vigie__v1__heartbeat__unpack(NULL, len, payload);
 		if (!hb)
 			break;
-		b = vigie__v1__heartbeat_body__unpack(NULL, hb->body.len, hb->body.data);
+		b = vigie__v1__heartbeat_body__unpack(NULL, hb->body.len,
+						      hb->body.data);
 		if (b) {
-			printf("%s %sHEARTBEAT%s %s/%s last_seq=%llu pending=%u path=%s\n",
-			       now, color(w, DIM), color(w, RESET), t.site, t.node,
-			       (unsigned long long)b->last_seq, b->outbox_pending,
-			       b->path);
+			printf("%s %sHEARTBEAT%s %s/%s last_seq=%llu "
+			       "pending=%u path=%s\n",
+			       now, color(w, DIM), color(w, RESET), t.site,
+			       t.node, (unsigned long long)b->last_seq,
+			       b->outbox_pending, b->path);
 			vigie__v1__heartbeat_body__free_unpacked(b, NULL);
 		}
 		vigie__v1__heartbeat__free_unpacked(hb, NULL);
@@ -152,13 +163,15 @@ static void print_message(struct watch *w, const char *topic,
 		return;
 	}
 	case VIGIE_TOPIC_RECEIPT: {
-		Vigie__V1__Receipt *r = vigie__v1__receipt__unpack(NULL, len, payload);
+		Vigie__V1__Receipt *r =
+			vigie__v1__receipt__unpack(NULL, len, payload);
 
 		if (!r)
 			break;
-		printf("%s %sRECEIPT%s   %s/%s boot %llu stored up to #%llu\n", now,
-		       color(w, DIM), color(w, RESET), t.site, t.node,
-		       (unsigned long long)r->boot_id, (unsigned long long)r->seq);
+		printf("%s %sRECEIPT%s   %s/%s boot %llu stored up to #%llu\n",
+		       now, color(w, DIM), color(w, RESET), t.site, t.node,
+		       (unsigned long long)r->boot_id,
+		       (unsigned long long)r->seq);
 		vigie__v1__receipt__free_unpacked(r, NULL);
 		return;
 	}
@@ -232,7 +245,8 @@ int main(int argc, char **argv)
 	o.port = 1883;
 	o.password = getenv("VIGIE_PASSWORD");
 	w.color = isatty(1);
-	while ((c = getopt_long(argc, argv, "H:p:u:P:t:n:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "H:p:u:P:t:n:h", opts, NULL)) !=
+	       -1) {
 		switch (c) {
 		case 'H':
 			o.host = optarg;
@@ -240,7 +254,9 @@ int main(int argc, char **argv)
 		case 'p':
 			o.port = (int)strtol(optarg, &end, 10);
 			if (*end || o.port < 1 || o.port > 65535) {
-				fprintf(stderr, "vigie-watch: --port: expected 1-65535, got \"%s\"\n",
+				fprintf(stderr,
+					"vigie-watch: --port: expected "
+					"1-65535, got \"%s\"\n",
 					optarg);
 				return 2;
 			}
@@ -262,7 +278,8 @@ int main(int argc, char **argv)
 			break;
 		case 't':
 			if (n_topics == 16) {
-				fprintf(stderr, "vigie-watch: at most 16 topics\n");
+				fprintf(stderr,
+					"vigie-watch: at most 16 topics\n");
 				return 2;
 			}
 			topics[n_topics++] = optarg;
@@ -273,7 +290,9 @@ int main(int argc, char **argv)
 		case 'n':
 			w.count = strtoul(optarg, &end, 10);
 			if (*end || !*optarg || optarg[0] == '-') {
-				fprintf(stderr, "vigie-watch: --count: expected a number, got \"%s\"\n",
+				fprintf(stderr,
+					"vigie-watch: --count: expected a "
+					"number, got \"%s\"\n",
 					optarg);
 				return 2;
 			}
@@ -300,7 +319,8 @@ int main(int argc, char **argv)
 	if (!n_topics)
 		topics[n_topics++] = "vigie/#";
 	vigie_log_init("vigie-watch", VIGIE_LOG_WARN);
-	snprintf(client_id, sizeof(client_id), "vigie-watch-%ld", (long)getpid());
+	snprintf(client_id, sizeof(client_id), "vigie-watch-%ld",
+		 (long)getpid());
 	o.client_id = client_id;
 	o.clean_start = true;
 	o.name = "watch";
@@ -313,7 +333,8 @@ int main(int argc, char **argv)
 	}
 	for (int i = 0; i < n_topics; i++) {
 		if (vigie_mqtt_subscribe(w.m, topics[i], 1)) {
-			fprintf(stderr, "vigie-watch: invalid topic pattern \"%s\"\n",
+			fprintf(stderr,
+				"vigie-watch: invalid topic pattern \"%s\"\n",
 				topics[i]);
 			return 2;
 		}

@@ -17,17 +17,17 @@
 
 enum vigie_topic_type {
 	VIGIE_TOPIC_UNKNOWN = 0,
-	VIGIE_TOPIC_EVENT,     /* vigie/v1/site/{site}/node/{node}/event */
-	VIGIE_TOPIC_STATE,     /* vigie/v1/site/{site}/node/{node}/state */
-	VIGIE_TOPIC_HEARTBEAT, /* vigie/v1/site/{site}/node/{node}/heartbeat */
-	VIGIE_TOPIC_RECEIPT,   /* vigie/v1/relay/{site}/receipt/{node} */
-	VIGIE_TOPIC_ALERT,     /* vigie/v1/relay/{site}/alert */
-	VIGIE_TOPIC_STATUS,    /* vigie/v1/status/{site} */
-	VIGIE_TOPIC_INCIDENT,  /* vigie/v1/incident/{id} */
-	VIGIE_TOPIC_DISPATCH,  /* vigie/v1/post/{post}/dispatch */
-	VIGIE_TOPIC_ACK,       /* vigie/v1/post/{post}/ack */
+	VIGIE_TOPIC_EVENT,      /* vigie/v1/site/{site}/node/{node}/event */
+	VIGIE_TOPIC_STATE,      /* vigie/v1/site/{site}/node/{node}/state */
+	VIGIE_TOPIC_HEARTBEAT,  /* vigie/v1/site/{site}/node/{node}/heartbeat */
+	VIGIE_TOPIC_RECEIPT,    /* vigie/v1/relay/{site}/receipt/{node} */
+	VIGIE_TOPIC_ALERT,      /* vigie/v1/relay/{site}/alert */
+	VIGIE_TOPIC_STATUS,     /* vigie/v1/status/{site} */
+	VIGIE_TOPIC_INCIDENT,   /* vigie/v1/incident/{id} */
+	VIGIE_TOPIC_DISPATCH,   /* vigie/v1/post/{post}/dispatch */
+	VIGIE_TOPIC_ACK,        /* vigie/v1/post/{post}/ack */
 	VIGIE_TOPIC_POST_STATE, /* vigie/v1/post/{post}/state */
-	VIGIE_TOPIC_PATTERN,   /* vigie/v1/pattern/{id} */
+	VIGIE_TOPIC_PATTERN,    /* vigie/v1/pattern/{id} */
 };
 
 /* A parsed topic. `site` and `node` hold the ids the topic names; for post,

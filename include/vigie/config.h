@@ -71,8 +71,8 @@ const struct vigie_conf_node *
 vigie_conf_map_value(const struct vigie_conf_node *map, size_t i);
 /* Sequence items. */
 size_t vigie_conf_seq_len(const struct vigie_conf_node *seq);
-const struct vigie_conf_node *vigie_conf_seq_at(const struct vigie_conf_node *seq,
-						size_t i);
+const struct vigie_conf_node *
+vigie_conf_seq_at(const struct vigie_conf_node *seq, size_t i);
 
 /* vigie_conf_expect_map: `n` must be a map whose keys are all in `allowed`
  * (NULL-terminated): a misspelt key is an error, not silently ignored. */

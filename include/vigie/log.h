@@ -22,8 +22,8 @@ void vigie_log(enum vigie_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 #define vigie_log_error(...) vigie_log(VIGIE_LOG_ERROR, __VA_ARGS__)
-#define vigie_log_warn(...) vigie_log(VIGIE_LOG_WARN, __VA_ARGS__)
-#define vigie_log_info(...) vigie_log(VIGIE_LOG_INFO, __VA_ARGS__)
+#define vigie_log_warn(...)  vigie_log(VIGIE_LOG_WARN, __VA_ARGS__)
+#define vigie_log_info(...)  vigie_log(VIGIE_LOG_INFO, __VA_ARGS__)
 #define vigie_log_debug(...) vigie_log(VIGIE_LOG_DEBUG, __VA_ARGS__)
 
 #endif

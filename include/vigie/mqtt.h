@@ -23,21 +23,21 @@ enum vigie_mqtt_protocol {
 };
 
 struct vigie_mqtt_tls {
-	const char *cafile;   /* NULL: no TLS */
+	const char *cafile; /* NULL: no TLS */
 	const char *capath;
 	const char *certfile; /* client certificate, optional */
 	const char *keyfile;
-	bool insecure;        /* skip host name check (tests only) */
+	bool insecure; /* skip host name check (tests only) */
 };
 
 struct vigie_mqtt_options {
 	const char *host;
 	int port;
 	const char *client_id;
-	const char *username; /* optional */
-	const char *password; /* optional */
-	int keepalive_s;      /* default 10 */
-	bool clean_start;     /* false: persistent session */
+	const char *username;      /* optional */
+	const char *password;      /* optional */
+	int keepalive_s;           /* default 10 */
+	bool clean_start;          /* false: persistent session */
 	uint32_t session_expiry_s; /* MQTT 5 session expiry when !clean_start */
 	enum vigie_mqtt_protocol protocol;
 	/* Last will; topic NULL for none. */
@@ -56,9 +56,11 @@ struct vigie_mqtt_options {
 struct vigie_mqtt_callbacks {
 	/* Connected (CONNACK success). The remembered subscriptions have been
 	 * sent again; their SUBACKs follow. */
-	void (*on_connect)(struct vigie_mqtt *m, void *ud, bool session_present);
+	void (*on_connect)(struct vigie_mqtt *m, void *ud,
+			   bool session_present);
 	/* The connection is gone (or an attempt failed); a reconnect is
-	 * scheduled. `reason` is a VIGIE_E* code, 0 after our own disconnect. */
+	 * scheduled. `reason` is a VIGIE_E* code, 0 after our own disconnect.
+	 */
 	void (*on_disconnect)(struct vigie_mqtt *m, void *ud, int reason);
 	void (*on_message)(struct vigie_mqtt *m, void *ud, const char *topic,
 			   const void *payload, size_t len, int qos,

@@ -27,7 +27,7 @@ struct vigie_outbox_entry {
 	size_t len;
 	uint64_t last_sent_ms; /* 0: never sent */
 	uint32_t attempts;
-	unsigned path_flags;   /* free for the caller */
+	unsigned path_flags; /* free for the caller */
 };
 
 struct vigie_outbox_options {

@@ -7,7 +7,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void walk(struct vigie_conf *c, const struct vigie_conf_node *n, int depth)
+static void walk(struct vigie_conf *c, const struct vigie_conf_node *n,
+		 int depth)
 {
 	const char *s;
 	uint64_t u;
@@ -23,13 +24,17 @@ static void walk(struct vigie_conf *c, const struct vigie_conf_node *n, int dept
 
 		(void)vigie_conf_str(c, n, key, VIGIE_CONF_OPTIONAL, &s);
 		(void)vigie_conf_id(c, n, key, VIGIE_CONF_OPTIONAL, &s);
-		(void)vigie_conf_uint(c, n, key, 0, 1000, VIGIE_CONF_OPTIONAL, &u);
-		(void)vigie_conf_double(c, n, key, -1e9, 1e9, VIGIE_CONF_OPTIONAL, &d);
+		(void)vigie_conf_uint(c, n, key, 0, 1000, VIGIE_CONF_OPTIONAL,
+				      &u);
+		(void)vigie_conf_double(c, n, key, -1e9, 1e9,
+					VIGIE_CONF_OPTIONAL, &d);
 		(void)vigie_conf_bool(c, n, key, VIGIE_CONF_OPTIONAL, &b);
-		(void)vigie_conf_duration(c, n, key, 0, 1000000, VIGIE_CONF_OPTIONAL, &u);
+		(void)vigie_conf_duration(c, n, key, 0, 1000000,
+					  VIGIE_CONF_OPTIONAL, &u);
 		/* An absent optional key leaves *out untouched. */
 		list = NULL;
-		if (vigie_conf_str_list(c, n, key, VIGIE_CONF_OPTIONAL, &list, &count) == 0)
+		if (vigie_conf_str_list(c, n, key, VIGIE_CONF_OPTIONAL, &list,
+					&count) == 0)
 			free((void *)list);
 		walk(c, vigie_conf_map_value(n, i), depth + 1);
 	}

@@ -11,6 +11,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct node_event ev;
 	char err[200];
 
-	(void)vigie__line_parse((const char *)data, size, &ev, err, sizeof(err));
+	(void)vigie__line_parse((const char *)data, size, &ev, err,
+				sizeof(err));
 	return 0;
 }

@@ -92,7 +92,8 @@ static int spawn(struct test_broker *b)
 		if (can_connect(b->port))
 			return 0;
 		if (waitpid(b->pid, &status, WNOHANG) == b->pid) {
-			fprintf(stderr, "mosquitto exited early, see %s\n", log);
+			fprintf(stderr, "mosquitto exited early, see %s\n",
+				log);
 			b->pid = 0;
 			return -1;
 		}

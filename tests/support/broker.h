@@ -7,7 +7,7 @@
 struct test_broker {
 	pid_t pid;
 	int port;
-	char dir[64];  /* temp dir holding config, persistence, log */
+	char dir[64]; /* temp dir holding config, persistence, log */
 	char conf[96];
 };
 

@@ -38,13 +38,19 @@ static void test_topic_round_trip(void **state)
 		enum vigie_topic_type type;
 		const char *a, *b, *expect;
 	} cases[] = {
-		{VIGIE_TOPIC_EVENT, "louvre", "n1", "vigie/v1/site/louvre/node/n1/event"},
-		{VIGIE_TOPIC_STATE, "louvre", "n1", "vigie/v1/site/louvre/node/n1/state"},
-		{VIGIE_TOPIC_HEARTBEAT, "louvre", "n1", "vigie/v1/site/louvre/node/n1/heartbeat"},
-		{VIGIE_TOPIC_RECEIPT, "louvre", "n1", "vigie/v1/relay/louvre/receipt/n1"},
-		{VIGIE_TOPIC_ALERT, "louvre", NULL, "vigie/v1/relay/louvre/alert"},
+		{VIGIE_TOPIC_EVENT, "louvre", "n1",
+		 "vigie/v1/site/louvre/node/n1/event"},
+		{VIGIE_TOPIC_STATE, "louvre", "n1",
+		 "vigie/v1/site/louvre/node/n1/state"},
+		{VIGIE_TOPIC_HEARTBEAT, "louvre", "n1",
+		 "vigie/v1/site/louvre/node/n1/heartbeat"},
+		{VIGIE_TOPIC_RECEIPT, "louvre", "n1",
+		 "vigie/v1/relay/louvre/receipt/n1"},
+		{VIGIE_TOPIC_ALERT, "louvre", NULL,
+		 "vigie/v1/relay/louvre/alert"},
 		{VIGIE_TOPIC_STATUS, "louvre", NULL, "vigie/v1/status/louvre"},
-		{VIGIE_TOPIC_INCIDENT, "inc-1", NULL, "vigie/v1/incident/inc-1"},
+		{VIGIE_TOPIC_INCIDENT, "inc-1", NULL,
+		 "vigie/v1/incident/inc-1"},
 		{VIGIE_TOPIC_DISPATCH, "p1", NULL, "vigie/v1/post/p1/dispatch"},
 		{VIGIE_TOPIC_ACK, "p1", NULL, "vigie/v1/post/p1/ack"},
 		{VIGIE_TOPIC_POST_STATE, "p1", NULL, "vigie/v1/post/p1/state"},
@@ -55,8 +61,9 @@ static void test_topic_round_trip(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		assert_int_equal(vigie_topic_build(buf, sizeof(buf), cases[i].type,
-						   cases[i].a, cases[i].b),
+		assert_int_equal(vigie_topic_build(buf, sizeof(buf),
+						   cases[i].type, cases[i].a,
+						   cases[i].b),
 				 0);
 		assert_string_equal(buf, cases[i].expect);
 		assert_int_equal(vigie_topic_parse(buf, &t), 0);
@@ -71,11 +78,17 @@ static void test_topic_round_trip(void **state)
 static void test_topic_rejects(void **state)
 {
 	static const char *const bad[] = {
-		"", "vigie", "vigie/v2/site/a/node/b/event",
-		"vigie/v1/site/A/node/b/event", "vigie/v1/site/a/node/b/evil",
-		"vigie/v1/site/a/node/b/event/x", "vigie/v1/site//node/b/event",
-		"vigie/v1/relay/a/receipt", "vigie/v1/post/p1/other",
-		"vigie/v1/incident/", "other/v1/status/a",
+		"",
+		"vigie",
+		"vigie/v2/site/a/node/b/event",
+		"vigie/v1/site/A/node/b/event",
+		"vigie/v1/site/a/node/b/evil",
+		"vigie/v1/site/a/node/b/event/x",
+		"vigie/v1/site//node/b/event",
+		"vigie/v1/relay/a/receipt",
+		"vigie/v1/post/p1/other",
+		"vigie/v1/incident/",
+		"other/v1/status/a",
 	};
 	char buf[16];
 	struct vigie_topic t;
@@ -99,11 +112,13 @@ static void test_enum_names(void **state)
 	int v;
 
 	(void)state;
-	assert_string_equal(vigie_kind_name(VIGIE__V1__EVENT_KIND__KIND_GLASS_BREAK),
-			    "glass_break");
+	assert_string_equal(
+		vigie_kind_name(VIGIE__V1__EVENT_KIND__KIND_GLASS_BREAK),
+		"glass_break");
 	assert_string_equal(vigie_kind_name(9999), "unknown");
-	assert_string_equal(vigie_state_name(VIGIE__V1__EVENT_STATE__STATE_RESTORE),
-			    "restore");
+	assert_string_equal(
+		vigie_state_name(VIGIE__V1__EVENT_STATE__STATE_RESTORE),
+		"restore");
 	assert_int_equal(vigie_kind_parse("glass-break", &v), 0);
 	assert_int_equal(v, VIGIE__V1__EVENT_KIND__KIND_GLASS_BREAK);
 	assert_int_equal(vigie_kind_parse("KIND_DURESS", &v), 0);
@@ -116,10 +131,12 @@ static void test_enum_names(void **state)
 	assert_int_equal(vigie_state_parse("trouble", &v), 0);
 	assert_int_equal(v, VIGIE__V1__EVENT_STATE__STATE_TROUBLE);
 	/* Every kind's name parses back to itself. */
-	for (unsigned i = 1; i < vigie__v1__event_kind__descriptor.n_values; i++) {
+	for (unsigned i = 1; i < vigie__v1__event_kind__descriptor.n_values;
+	     i++) {
 		int kind = vigie__v1__event_kind__descriptor.values[i].value;
 
-		assert_int_equal(vigie_kind_parse(vigie_kind_name(kind), &v), 0);
+		assert_int_equal(vigie_kind_parse(vigie_kind_name(kind), &v),
+				 0);
 		assert_int_equal(v, kind);
 	}
 }
@@ -152,7 +169,8 @@ static void test_event_round_trip(void **state)
 	a.value = "disc-cutter";
 	ev.attributes = &ap;
 	ev.n_attributes = 1;
-	assert_int_equal(vigie_event_encode(&ev, sig, sizeof(sig), "k1", &buf, &len), 0);
+	assert_int_equal(
+		vigie_event_encode(&ev, sig, sizeof(sig), "k1", &buf, &len), 0);
 	assert_int_equal(vigie_event_decode(buf, len, &se, &out), 0);
 	assert_string_equal(out->site, "louvre");
 	assert_int_equal(out->seq, 42);
@@ -164,7 +182,8 @@ static void test_event_round_trip(void **state)
 	assert_int_equal(se->signature.len, 64);
 	assert_string_equal(se->key_id, "k1");
 	vigie_event_format(out, line, sizeof(line));
-	assert_non_null(strstr(line, "louvre/apollo-1 #1795383729.42 display_case alarm"));
+	assert_non_null(strstr(
+		line, "louvre/apollo-1 #1795383729.42 display_case alarm"));
 	assert_non_null(strstr(line, "tool=disc-cutter"));
 	/* A short buffer truncates, never overflows. */
 	vigie_event_format(out, line, 8);
@@ -202,11 +221,13 @@ static void test_decode_garbage(void **state)
 		outer.event.data = inner;
 		outer.event.len = sizeof(inner);
 		assert_int_equal(vigie_pack(&outer.base, &buf, &len), 0);
-		assert_int_equal(vigie_event_decode(buf, len, &se, &ev), VIGIE_EDECODE);
+		assert_int_equal(vigie_event_decode(buf, len, &se, &ev),
+				 VIGIE_EDECODE);
 		free(buf);
 	}
-	assert_int_equal(vigie_event_decode(junk, VIGIE_MAX_PAYLOAD + 1, &se, &ev),
-			 VIGIE_ETOOBIG);
+	assert_int_equal(
+		vigie_event_decode(junk, VIGIE_MAX_PAYLOAD + 1, &se, &ev),
+		VIGIE_ETOOBIG);
 }
 
 int main(void)

@@ -22,11 +22,13 @@ static void test_full_line(void **state)
 	char err[200];
 
 	(void)state;
-	assert_int_equal(parse("kind=glass_break state=alarm zone=apollo-gallery "
-			       "sensor=gb-3 text=\"window \\\"cut\\\"\" tool=angle-grinder "
-			       "entry=window time=1760862000.5 code=E130\r\n",
-			       &ev, err),
-			 0);
+	assert_int_equal(
+		parse("kind=glass_break state=alarm zone=apollo-gallery "
+		      "sensor=gb-3 text=\"window \\\"cut\\\"\" "
+		      "tool=angle-grinder "
+		      "entry=window time=1760862000.5 code=E130\r\n",
+		      &ev, err),
+		0);
 	assert_int_equal(ev.kind, VIGIE__V1__EVENT_KIND__KIND_GLASS_BREAK);
 	assert_int_equal(ev.state, VIGIE__V1__EVENT_STATE__STATE_ALARM);
 	assert_string_equal(ev.zone, "apollo-gallery");
@@ -68,16 +70,21 @@ static void test_errors(void **state)
 	(void)state;
 	expect_error("", VIGIE_EINVAL, "kind: missing");
 	expect_error("state=alarm", VIGIE_EINVAL, "kind: missing");
-	expect_error("kind=teleport", VIGIE_EINVAL, "unknown kind \"teleport\"");
+	expect_error("kind=teleport", VIGIE_EINVAL,
+		     "unknown kind \"teleport\"");
 	expect_error("kind=motion state=panic", VIGIE_EINVAL, "unknown state");
 	expect_error("kind=motion zone=Gallery", VIGIE_EINVAL, "not an id");
 	expect_error("kind=motion text=\"open", VIGIE_EINVAL, "unterminated");
-	expect_error("kind=motion text=\"a\"b", VIGIE_EINVAL, "after closing quote");
-	expect_error("kind=motion text=\"\\q\"", VIGIE_EINVAL, "unknown escape");
-	expect_error("kind=motion Tool=x", VIGIE_EINVAL, "invalid character 'T'");
+	expect_error("kind=motion text=\"a\"b", VIGIE_EINVAL,
+		     "after closing quote");
+	expect_error("kind=motion text=\"\\q\"", VIGIE_EINVAL,
+		     "unknown escape");
+	expect_error("kind=motion Tool=x", VIGIE_EINVAL,
+		     "invalid character 'T'");
 	expect_error("kind=motion =x", VIGIE_EINVAL, "empty key");
 	expect_error("kind=motion loose", VIGIE_EINVAL, "expected key=value");
-	expect_error("kind=motion time=1760862000000", VIGIE_EINVAL, "not Unix seconds");
+	expect_error("kind=motion time=1760862000000", VIGIE_EINVAL,
+		     "not Unix seconds");
 	expect_error("kind=motion a=\x01", VIGIE_EINVAL, "control character");
 	memset(big, 'a', sizeof(big));
 	memcpy(big, "kind=motion x=", 14);
@@ -85,7 +92,8 @@ static void test_errors(void **state)
 	expect_error(big, VIGIE_ETOOBIG, "line longer than");
 	{
 		char many[NODE_LINE_MAX];
-		size_t pos = (size_t)snprintf(many, sizeof(many), "kind=motion");
+		size_t pos =
+			(size_t)snprintf(many, sizeof(many), "kind=motion");
 
 		for (int i = 0; i <= NODE_ATTR_MAX; i++)
 			pos += (size_t)snprintf(many + pos, sizeof(many) - pos,
@@ -97,8 +105,8 @@ static void test_errors(void **state)
 		char err[200];
 		const char nul[] = "kind=motion\0zone=x";
 
-		assert_int_equal(vigie__line_parse(nul, sizeof(nul) - 1, &ev, err,
-						   sizeof(err)),
+		assert_int_equal(vigie__line_parse(nul, sizeof(nul) - 1, &ev,
+						   err, sizeof(err)),
 				 VIGIE_EINVAL);
 	}
 }

@@ -215,12 +215,15 @@ static void test_round_trip_and_idle(void **state)
 	assert_int_equal(vigie_mqtt_protocol_in_use(x->a.m), 5);
 	/* Let the SUBACK arrive before publishing. */
 	run_until(x, b_got_one, 200);
-	assert_int_equal(vigie_mqtt_publish(x->a.m, "t/1", "hello", 5, 1, false, NULL), 0);
+	assert_int_equal(
+		vigie_mqtt_publish(x->a.m, "t/1", "hello", 5, 1, false, NULL),
+		0);
 	assert_true(run_until(x, b_got_one, 3000));
 	assert_true(run_until(x, a_got_puback, 3000));
 	assert_string_equal(x->b.last_topic, "t/1");
 	assert_string_equal(x->b.last_payload, "hello");
-	assert_int_equal(vigie_mqtt_subscribe(x->b.m, "bad/#/x", 1), VIGIE_EINVAL);
+	assert_int_equal(vigie_mqtt_subscribe(x->b.m, "bad/#/x", 1),
+			 VIGIE_EINVAL);
 
 	/* Idle and connected for one second: the loop wakes for our 20 ms tick
 	 * and the 1 s misc timer, not for an always-writable socket. */
@@ -262,8 +265,9 @@ static void test_reconnect_after_kill9(void **state)
 
 	test_broker_kill(&x->broker, SIGKILL);
 	assert_true(run_until(x, a_down, 5000));
-	assert_int_equal(vigie_mqtt_publish(x->a.m, "t/x", "lost", 4, 1, false, NULL),
-			 VIGIE_ENOCONN);
+	assert_int_equal(
+		vigie_mqtt_publish(x->a.m, "t/x", "lost", 4, 1, false, NULL),
+		VIGIE_ENOCONN);
 
 	/* Two seconds without a broker: attempts back off from 50 ms to at most
 	 * 400 ms (with jitter, 200-400 ms), so between 4 and 40 of them. */
@@ -287,7 +291,9 @@ static void test_reconnect_after_kill9(void **state)
 		while (vigie_clock_mono_ms() < end)
 			uv_run(&x->loop, UV_RUN_ONCE);
 	}
-	assert_int_equal(vigie_mqtt_publish(x->a.m, "t/again", "back", 4, 1, false, NULL), 0);
+	assert_int_equal(vigie_mqtt_publish(x->a.m, "t/again", "back", 4, 1,
+					    false, NULL),
+			 0);
 	assert_true(run_until(x, b_got_one, 3000));
 	assert_string_equal(x->b.last_payload, "back");
 	(void)a_up;
@@ -334,8 +340,9 @@ static void test_v5_persistent_session(void **state)
 		char msg[8];
 
 		snprintf(msg, sizeof(msg), "m%d", i);
-		assert_int_equal(vigie_mqtt_publish(x->a.m, "q/1", msg, strlen(msg),
-						    1, false, NULL),
+		assert_int_equal(vigie_mqtt_publish(x->a.m, "q/1", msg,
+						    strlen(msg), 1, false,
+						    NULL),
 				 0);
 	}
 	x->a.pubacks = 0;
@@ -395,7 +402,8 @@ static void test_close_from_callback_is_clean(void **state)
 	o.will_qos = 1;
 	o.name = "closer";
 	x->a.x = x;
-	assert_int_equal(vigie_mqtt_open(&x->loop, &o, &cbs, &x->a, &x->a.m), 0);
+	assert_int_equal(vigie_mqtt_open(&x->loop, &o, &cbs, &x->a, &x->a.m),
+			 0);
 	assert_int_equal(vigie_mqtt_start(x->a.m), 0);
 	assert_true(run_until(x, both_connected, 5000));
 	{
@@ -405,8 +413,9 @@ static void test_close_from_callback_is_clean(void **state)
 			uv_run(&x->loop, UV_RUN_ONCE);
 	}
 	x->a.close_on_puback = true;
-	assert_int_equal(vigie_mqtt_publish(x->a.m, "st/closer", "offline-clean",
-					    13, 1, false, NULL),
+	assert_int_equal(vigie_mqtt_publish(x->a.m, "st/closer",
+					    "offline-clean", 13, 1, false,
+					    NULL),
 			 0);
 	assert_true(run_until(x, a_closed, 5000));
 	x->closed = 0;
@@ -472,7 +481,8 @@ static void peer_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		return;
 	}
 	p->used += (size_t)n;
-	/* CONNECT: type, remaining length (one byte here), 00 04 "MQTT", level */
+	/* CONNECT: type, remaining length (one byte here), 00 04 "MQTT", level
+	 */
 	if (p->used < 9 || p->levels[idx])
 		return;
 	p->levels[idx] = (unsigned char)p->buf[8];
@@ -516,7 +526,8 @@ static void test_falls_back_to_311(void **state)
 	p.server.data = &p;
 	uv_ip4_addr("127.0.0.1", port, &sa);
 	assert_int_equal(uv_tcp_bind(&p.server, (struct sockaddr *)&sa, 0), 0);
-	assert_int_equal(uv_listen((uv_stream_t *)&p.server, 8, peer_connection), 0);
+	assert_int_equal(
+		uv_listen((uv_stream_t *)&p.server, 8, peer_connection), 0);
 	x->broker.port = port; /* open_client connects here */
 	open_client(x, &x->a, "old-broker", true, 0);
 	assert_true(run_until(x, a_connected, 5000));
@@ -538,11 +549,16 @@ static void test_falls_back_to_311(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_round_trip_and_idle, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reconnect_after_kill9, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_v5_persistent_session, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_falls_back_to_311, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_close_from_callback_is_clean, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_round_trip_and_idle, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_reconnect_after_kill9,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v5_persistent_session,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_falls_back_to_311, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(
+			test_close_from_callback_is_clean, setup, teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
