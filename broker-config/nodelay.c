@@ -26,13 +26,15 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
 		if (!real_connect)
 			return -1;
 	}
-	if (addr && (addr->sa_family == AF_INET || addr->sa_family == AF_INET6) &&
+	if (addr &&
+	    (addr->sa_family == AF_INET || addr->sa_family == AF_INET6) &&
 	    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 &&
 	    type == SOCK_STREAM) {
 		int one = 1;
 
 		/* Best effort: a failure leaves the socket as it was. */
-		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+				 sizeof(one));
 	}
 	return real_connect(fd, addr, len);
 }
