@@ -9,7 +9,7 @@ packages=(
   libuv1-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
   libsqlite3-dev sqlite3 libyaml-dev libsodium-dev libssl-dev libcmocka-dev
   python3 python3-paho-mqtt python3-protobuf python3-yaml
-  procps iproute2
+  procps iproute2 chromium
 )
 
 missing=()
@@ -30,7 +30,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# The Debian package enables a system-wide mosquitto on port 1883; Vigie
-# starts its own brokers, so a running system one would only be in the way
-# of the demo's default ports. Leave it alone unless it is ours to stop.
-exit 0
+# The dashboard's packages, pinned by dashboard/package-lock.json. Node 20
+# comes with the machine (Debian's nodejs is 18, too old for Vite 7).
+if ! command -v npm >/dev/null 2>&1; then
+  echo "deps: npm (Node.js >= 20) is needed for the dashboard" >&2
+  exit 1
+fi
+here=$(cd "$(dirname "$0")/.." && pwd)
+lock=$here/dashboard/package-lock.json
+stamp=$here/dashboard/node_modules/.vigie-lock
+if [ ! -f "$stamp" ] || ! cmp -s "$lock" "$stamp"; then
+  echo "deps: npm ci in dashboard/" >&2
+  (cd "$here/dashboard" && npm ci --no-audit --no-fund >/dev/null)
+  cp "$lock" "$stamp"
+fi

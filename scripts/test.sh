@@ -15,6 +15,8 @@ cd "$here"
 leftovers() {
   pgrep -a -x mosquitto || true
   pgrep -a -f 'build[^ ]*/bin/vigie-' || true
+  pgrep -a -x chromium || true
+  pgrep -a -f 'dashboard/(serve|tests/driver)\.mjs' || true
 }
 
 step() { printf '\n=== %s\n' "$*"; }

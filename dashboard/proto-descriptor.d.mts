@@ -1,0 +1,2 @@
+export const PROTO: string;
+export function descriptorSet(path?: string): Uint8Array;
