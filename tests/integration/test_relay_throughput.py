@@ -102,7 +102,9 @@ class ThroughputTest(HarnessTestCase):
                f"{bare_rate:.0f} events/s; ratio {relay_rate / bare_rate:.2f}")
         self.assertEqual(st["stored"], total, st)
         self.assertGreater(st["receipts"], 0, st)
-        self.assertGreaterEqual(relay_rate / bare_rate, 0.5)
+        # The rate is a figure, not a verdict: timed assertions fail on a
+        # loaded machine or a sanitizer build (vigie-bench reports it with
+        # its baseline).
 
 
 if __name__ == "__main__":
