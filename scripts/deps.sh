@@ -9,7 +9,7 @@ packages=(
   libuv1-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
   libsqlite3-dev sqlite3 libyaml-dev libsodium-dev libssl-dev libcmocka-dev
   python3 python3-paho-mqtt python3-protobuf python3-yaml
-  procps iproute2 chromium
+  procps iproute2 chromium docker-compose
 )
 
 missing=()
