@@ -8,6 +8,7 @@
 #include "vigie/clock.h"
 #include "vigie/codec.h"
 #include "vigie/error.h"
+#include "vigie/strbuf.h"
 
 int vigie_id_valid(const char *s)
 {
@@ -339,27 +340,6 @@ void vigie_event_free(Vigie__V1__SignedEvent *se, Vigie__V1__Event *ev)
 		vigie__v1__signed_event__free_unpacked(se, NULL);
 }
 
-/* Append printf output to buf at *pos, never past len. */
-static void appendf(char *buf, size_t len, size_t *pos, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static void appendf(char *buf, size_t len, size_t *pos, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (*pos + 1 >= len)
-		return;
-	va_start(ap, fmt);
-	n = vsnprintf(buf + *pos, len - *pos, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	*pos += (size_t)n;
-	if (*pos >= len)
-		*pos = len - 1;
-}
-
 char *vigie_event_format(const Vigie__V1__Event *ev, char *buf, size_t len)
 {
 	char stamp[40];
@@ -369,20 +349,20 @@ char *vigie_event_format(const Vigie__V1__Event *ev, char *buf, size_t len)
 		return buf;
 	buf[0] = '\0';
 	vigie_clock_format_us(ev->time_us, stamp, sizeof(stamp));
-	appendf(buf, len, &pos, "%s %s/%s #%llu.%llu %s %s", stamp, ev->site,
-		ev->node, (unsigned long long)ev->boot_id,
-		(unsigned long long)ev->seq, vigie_kind_name(ev->kind),
-		vigie_state_name(ev->state));
+	vigie_appendf(buf, len, &pos, "%s %s/%s #%llu.%llu %s %s", stamp,
+		      ev->site, ev->node, (unsigned long long)ev->boot_id,
+		      (unsigned long long)ev->seq, vigie_kind_name(ev->kind),
+		      vigie_state_name(ev->state));
 	if (ev->zone && *ev->zone)
-		appendf(buf, len, &pos, " zone=%s", ev->zone);
+		vigie_appendf(buf, len, &pos, " zone=%s", ev->zone);
 	if (ev->sensor && *ev->sensor)
-		appendf(buf, len, &pos, " sensor=%s", ev->sensor);
+		vigie_appendf(buf, len, &pos, " sensor=%s", ev->sensor);
 	for (size_t i = 0; i < ev->n_attributes; i++)
-		appendf(buf, len, &pos, " %s=%s", ev->attributes[i]->key,
-			ev->attributes[i]->value);
+		vigie_appendf(buf, len, &pos, " %s=%s", ev->attributes[i]->key,
+			      ev->attributes[i]->value);
 	if (ev->source_code && *ev->source_code)
-		appendf(buf, len, &pos, " code=%s", ev->source_code);
+		vigie_appendf(buf, len, &pos, " code=%s", ev->source_code);
 	if (ev->text && *ev->text)
-		appendf(buf, len, &pos, " \"%s\"", ev->text);
+		vigie_appendf(buf, len, &pos, " \"%s\"", ev->text);
 	return buf;
 }

@@ -10,6 +10,7 @@
 #include "message.h"
 #include "utf8.h"
 #include "vigie/error.h"
+#include "vigie/strbuf.h"
 
 #define S(x) ((char *)((x) ? (x) : ""))
 
@@ -209,26 +210,6 @@ int vigie__msg_incident_restore(const void *data, size_t len,
 	return 0;
 }
 
-static void appendf(char *buf, size_t len, size_t *pos, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static void appendf(char *buf, size_t len, size_t *pos, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (*pos + 1 >= len)
-		return;
-	va_start(ap, fmt);
-	n = vsnprintf(buf + *pos, len - *pos, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	*pos += (size_t)n;
-	if (*pos >= len)
-		*pos = len - 1;
-}
-
 void vigie__msg_summary(const struct incident *inc, const struct zone_info *z,
 			char *buf, size_t len)
 {
@@ -238,38 +219,38 @@ void vigie__msg_summary(const struct incident *inc, const struct zone_info *z,
 		return;
 	buf[0] = '\0';
 	if (inc->trouble)
-		appendf(buf, len, &pos, "TROUBLE %s",
+		vigie_appendf(buf, len, &pos, "TROUBLE %s",
 			vigie_kind_name(inc->kind));
 	else
-		appendf(buf, len, &pos, "%s%s",
+		vigie_appendf(buf, len, &pos, "%s%s",
 			inc->confirmed ? "CONFIRMED " : "",
 			vigie_kind_name(inc->kind));
 	if (inc->trouble && inc->subject[0])
-		appendf(buf, len, &pos, " %s", inc->subject);
+		vigie_appendf(buf, len, &pos, " %s", inc->subject);
 	if (z && z->name && *z->name)
-		appendf(buf, len, &pos, ", %s", z->name);
+		vigie_appendf(buf, len, &pos, ", %s", z->name);
 	else if (inc->zone[0])
-		appendf(buf, len, &pos, ", zone %s", inc->zone);
+		vigie_appendf(buf, len, &pos, ", zone %s", inc->zone);
 	if (z && ((z->floor && *z->floor) || (z->facade && *z->facade))) {
-		appendf(buf, len, &pos, " (");
+		vigie_appendf(buf, len, &pos, " (");
 		if (z->floor && *z->floor)
-			appendf(buf, len, &pos, "floor %s", z->floor);
+			vigie_appendf(buf, len, &pos, "floor %s", z->floor);
 		if (z->facade && *z->facade)
-			appendf(buf, len, &pos, "%sfacade %s",
+			vigie_appendf(buf, len, &pos, "%sfacade %s",
 				z->floor && *z->floor ? ", " : "", z->facade);
-		appendf(buf, len, &pos, ")");
+		vigie_appendf(buf, len, &pos, ")");
 	}
 	for (size_t i = 0; i < inc->n_refs && shown < 6; i++) {
 		const struct inc_ref *r = &inc->refs[i];
 
 		if (r->state == VIGIE__V1__EVENT_STATE__STATE_RESTORE)
 			continue;
-		appendf(buf, len, &pos, "%s%s%s%s", shown ? ", " : ": ",
+		vigie_appendf(buf, len, &pos, "%s%s%s%s", shown ? ", " : ": ",
 			vigie_kind_name(r->kind), r->sensor[0] ? " " : "",
 			r->sensor);
 		shown++;
 	}
-	appendf(buf, len, &pos, " - %u event%s", inc->event_count,
+	vigie_appendf(buf, len, &pos, " - %u event%s", inc->event_count,
 		inc->event_count == 1 ? "" : "s");
 	vigie__relay_utf8_trim(buf);
 }

@@ -1,0 +1,13 @@
+/* Bounded text building for log lines, summaries and consoles. */
+#ifndef VIGIE_STRBUF_H
+#define VIGIE_STRBUF_H
+
+#include <stddef.h>
+
+/* vigie_appendf: printf at buf + *pos, never past len (buf stays
+ * NUL-terminated); *pos advances by what was written and stops at len - 1,
+ * so a too-long text is cut, never overflowed. */
+void vigie_appendf(char *buf, size_t len, size_t *pos, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+#endif
