@@ -31,6 +31,7 @@ struct node_sensor {
 };
 
 struct sia_config;
+struct vigie_sign_key;
 
 struct node_config {
 	struct vigie_conf *conf; /* owns every string below */
@@ -47,6 +48,9 @@ struct node_config {
 	struct node_sensor *sensors;
 	size_t n_sensors;
 	struct sia_config *panels; /* NULL: no SIA DC-09 receiver (sia.h) */
+	/* NULL: events and heartbeats go unsigned (a relay with a trust
+	 * store refuses them). Loaded from `signing_key`, wiped at free. */
+	struct vigie_sign_key *signing_key;
 };
 
 /* vigie__nodeconf_load: read and validate a node config. On error returns

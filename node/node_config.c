@@ -6,6 +6,7 @@
 #include "node.h"
 #include "sia.h"
 #include "vigie/error.h"
+#include "vigie/sign.h"
 
 static const char *const top_keys[] = {"site",
 				       "node",
@@ -20,6 +21,8 @@ static const char *const top_keys[] = {"site",
 				       "zones",
 				       "sensors",
 				       "panels",
+				       "signing_key",
+				       "key_id",
 				       NULL};
 static const char *const zone_keys[] = {"id",      "name",        "floor",
 					"facade",  "kind",        "location",
@@ -106,6 +109,39 @@ bool vigie__nodeconf_covered(const struct node_config *cfg, const char *id)
 			if (strcmp(cfg->sensors[i].zones[j], id) == 0)
 				return true;
 	return false;
+}
+
+/* `signing_key: FILE` (0600) and optionally `key_id`, which must then be
+ * the key's: a config copied to the wrong node fails here, not at the
+ * relay. */
+static int load_key(struct vigie_conf *c, const struct vigie_conf_node *root,
+		    struct node_config *cfg)
+{
+	const char *file = NULL, *key_id = NULL;
+	char why[512];
+
+	if (vigie_conf_str(c, root, "signing_key", VIGIE_CONF_OPTIONAL,
+			   &file) ||
+	    vigie_conf_str(c, root, "key_id", VIGIE_CONF_OPTIONAL, &key_id))
+		return VIGIE_ECONFIG;
+	if (!file) {
+		if (key_id)
+			return vigie_conf_fail(c,
+					       vigie_conf_get(root, "key_id"),
+					       "key_id needs signing_key");
+		return 0;
+	}
+	cfg->signing_key = malloc(sizeof(*cfg->signing_key));
+	if (!cfg->signing_key)
+		return vigie_conf_fail(c, NULL, "out of memory");
+	if (vigie_sign_key_load(file, cfg->signing_key, why, sizeof(why)))
+		return vigie_conf_fail(c, vigie_conf_get(root, "signing_key"),
+				       "%s", why);
+	if (key_id && strcmp(key_id, cfg->signing_key->key_id) != 0)
+		return vigie_conf_fail(c, vigie_conf_get(root, "key_id"),
+				       "%s is not the id of %s (%s)", key_id,
+				       file, cfg->signing_key->key_id);
+	return 0;
 }
 
 /* Cross-checks once every section parsed: ids unique, sensors name zones
@@ -225,7 +261,7 @@ int vigie__nodeconf_load(const char *path, struct node_config *cfg, char *err,
 		if (load_sensor(c, vigie_conf_seq_at(sensors, i),
 				&cfg->sensors[i]))
 			goto out_err;
-	if (check_refs(c, root, cfg))
+	if (check_refs(c, root, cfg) || load_key(c, root, cfg))
 		goto out_err;
 	/* Panels last: their mapping names the zones and sensors above. */
 	n = NULL;
@@ -251,6 +287,10 @@ void vigie__nodeconf_free(struct node_config *cfg)
 	free(cfg->zones);
 	free(cfg->sensors);
 	vigie__sia_conf_free(cfg->panels);
+	if (cfg->signing_key) {
+		vigie_sign_key_wipe(cfg->signing_key);
+		free(cfg->signing_key);
+	}
 	vigie_conf_free(cfg->conf);
 	memset(cfg, 0, sizeof(*cfg));
 }

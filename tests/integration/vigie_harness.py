@@ -129,13 +129,16 @@ def free_port():
 
 # --- MQTT helpers --------------------------------------------------------
 
-def try_connect(host, port, user, password, timeout=2.0, transport="tcp", client_id=None):
+def try_connect(host, port, user, password, timeout=2.0, transport="tcp", client_id=None,
+                ca=None):
     """Connect once and disconnect. Returns the CONNACK code (0 accepted,
     5 not authorised, ...) or None when no CONNACK came (nothing listening,
-    timeout)."""
+    timeout). `ca`: TLS, trusting that CA file."""
     got = {}
     c = mqtt.Client(client_id=client_id or unique_id("probe"), clean_session=True,
                     transport=transport)
+    if ca:
+        c.tls_set(ca_certs=ca)
     if user is not None:
         c.username_pw_set(user, password)
 
@@ -199,7 +202,8 @@ class Subscriber:
     read it through the methods, which lock."""
 
     def __init__(self, host, port, user, password, topics, qos=1, client_id=None,
-                 clean_session=True, name=None, transport="tcp", connect_timeout=10.0):
+                 clean_session=True, name=None, transport="tcp", connect_timeout=10.0,
+                 ca=None):
         self.name = name or client_id or "subscriber"
         self.topics = [topics] if isinstance(topics, str) else list(topics)
         self.qos = qos
@@ -211,6 +215,8 @@ class Subscriber:
         self.client_id = client_id or unique_id("sub")
         c = mqtt.Client(client_id=self.client_id, clean_session=clean_session,
                         transport=transport)
+        if ca:
+            c.tls_set(ca_certs=ca)
         c.username_pw_set(user, password)
         c.reconnect_delay_set(0.1, 1)
         c.max_inflight_messages_set(100)
@@ -471,6 +477,7 @@ class Broker:
         self.conf = os.path.join(config_dir, "mosquitto.conf")
         self.data_dir = os.path.join(config_dir, "data")
         self.extra_args = list(extra_args)
+        self.tls_ca = None  # set: the listener speaks TLS only, signed by this CA
         self.users = {}
         self.proc = harness._new_proc(name, [MOSQUITTO, "-c", self.conf], env=broker_env())
 
@@ -529,13 +536,15 @@ class Broker:
         def ready():
             self.proc.check_running()
             return try_connect(self.host, self.port, self.ready_user,
-                               self.password(self.ready_user), timeout=1.0) == 0
+                               self.password(self.ready_user), timeout=1.0,
+                               ca=self.tls_ca) == 0
         wait_for(ready, timeout, f"{self.name} to accept connections on port {self.port}")
 
     def connect_rc(self, user, password=None, **kw):
         """CONNACK code for `user` (its own password unless given)."""
         if password is None and user is not None:
             password = self.password(user)
+        kw.setdefault("ca", self.tls_ca)
         return try_connect(self.host, self.port, user, password, **kw)
 
     def __repr__(self):
@@ -638,7 +647,7 @@ class SiteBroker(Broker):
         central = self.central
         sub = Subscriber(central.host, central.port, central.ready_user,
                          central.password(central.ready_user), [topic],
-                         name=f"bridge probe {self.site}")
+                         name=f"bridge probe {self.site}", ca=central.tls_ca)
         pub = None
         try:
             pub = self.harness.client(self, self.node_user(), track=False)
@@ -785,18 +794,19 @@ class Harness:
 
     # brokers
     def start_central(self, name="central", sites=(), posts=(), ws=False,
-                      direct_node_users=False, extra_args=(), start=True):
+                      direct_node_users=False, extra_args=(), start=True, tls_ca=None):
         """Generate and start a central broker (users: relay, dashboard,
         post-<post>, bridge-<site>). Returns a CentralBroker, ready."""
         b = CentralBroker(self, name, self.path(name), free_port(),
                           ws_port=free_port() if ws else None, sites=sites, posts=posts,
                           direct_node_users=direct_node_users, extra_args=extra_args)
+        b.tls_ca = tls_ca
         b.generate()
         if start:
             b.start()
         return b
 
-    def start_site(self, site, central, name=None, nodes=(), extra_args=(), start=True,
+    def start_site(self, site, central, name=None, nodes=(), extra_args=(), start=True, tls_ca=None,
                    wait_bridge=True, timeout=20.0):
         """Generate and start the site broker of `site`, bridged to `central`
         (adds bridge-<site> to the central if needed). Waits until it accepts
@@ -805,6 +815,7 @@ class Harness:
         central.add_site(site)
         b = SiteBroker(self, name or f"site-{site}", self.path(name or f"site-{site}"),
                        free_port(), site, central, nodes=nodes, extra_args=extra_args)
+        b.tls_ca = tls_ca
         b.generate()
         if start:
             b.start()
@@ -815,6 +826,7 @@ class Harness:
     # MQTT clients
     def subscriber(self, broker, user, topics, password=None, **kw):
         """A Subscriber on `broker` as `user`, closed by close()."""
+        kw.setdefault("ca", getattr(broker, "tls_ca", None))
         s = Subscriber(broker.host, broker.port, user,
                        broker.password(user) if password is None else password,
                        topics, name=kw.pop("name", f"{user}@{broker.name}"), **kw)
@@ -827,6 +839,8 @@ class Harness:
         connected = threading.Event()
         result = {}
         c = mqtt.Client(client_id=client_id or unique_id(user), clean_session=clean_session)
+        if getattr(broker, "tls_ca", None):
+            c.tls_set(ca_certs=broker.tls_ca)
         c.username_pw_set(user, broker.password(user) if password is None else password)
         c.reconnect_delay_set(0.1, 1)
         c.max_inflight_messages_set(100)
