@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "patterns.h"
+#include "patterns_relay.h"
 #include "relay.h"
 #include "vigie/error.h"
 #include "vigie/log.h"
@@ -21,6 +23,8 @@ static const char usage[] =
 	"       vigie-relay incidents (-c FILE | --db PATH) [--all]\n"
 	"                                                      open (or all) "
 	"incidents\n"
+	"       vigie-relay patterns (-c FILE | --db PATH)     active pattern "
+	"alerts, explained\n"
 	"options:\n"
 	"  -c, --config FILE      relay configuration (YAML)\n"
 	"      --db PATH          the relay's database (instead of -c)\n"
@@ -99,6 +103,8 @@ static int cmd_check(const char *path)
 			       j == s->ladder->police ? ", police" : "");
 		printf("\n");
 	}
+	if (cfg.pattern_rules) /* patterns */
+		vigie__patrules_describe(cfg.pattern_rules, stdout);
 	vigie__relayconf_free(&cfg);
 	return 0;
 }
@@ -232,6 +238,21 @@ int main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 		return cmd_check(config);
+	}
+	if (strcmp(cmd, "patterns") == 0) {
+		if (optind != argc) {
+			fprintf(stderr, "vigie-relay: unexpected argument\n%s",
+				usage);
+			return EXIT_USAGE;
+		}
+		memset(&cfg, 0, sizeof(cfg));
+		rc = db_path(config, db, &cfg, &path);
+		if (rc)
+			return rc;
+		rc = vigie__patterns_print(path, stdout);
+		if (!db)
+			vigie__relayconf_free(&cfg);
+		return rc ? 1 : 0;
 	}
 	if (strcmp(cmd, "audit") == 0 || strcmp(cmd, "incidents") == 0) {
 		bool is_audit = cmd[0] == 'a';

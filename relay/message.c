@@ -220,11 +220,11 @@ void vigie__msg_summary(const struct incident *inc, const struct zone_info *z,
 	buf[0] = '\0';
 	if (inc->trouble)
 		vigie_appendf(buf, len, &pos, "TROUBLE %s",
-			vigie_kind_name(inc->kind));
+			      vigie_kind_name(inc->kind));
 	else
 		vigie_appendf(buf, len, &pos, "%s%s",
-			inc->confirmed ? "CONFIRMED " : "",
-			vigie_kind_name(inc->kind));
+			      inc->confirmed ? "CONFIRMED " : "",
+			      vigie_kind_name(inc->kind));
 	if (inc->trouble && inc->subject[0])
 		vigie_appendf(buf, len, &pos, " %s", inc->subject);
 	if (z && z->name && *z->name)
@@ -237,7 +237,8 @@ void vigie__msg_summary(const struct incident *inc, const struct zone_info *z,
 			vigie_appendf(buf, len, &pos, "floor %s", z->floor);
 		if (z->facade && *z->facade)
 			vigie_appendf(buf, len, &pos, "%sfacade %s",
-				z->floor && *z->floor ? ", " : "", z->facade);
+				      z->floor && *z->floor ? ", " : "",
+				      z->facade);
 		vigie_appendf(buf, len, &pos, ")");
 	}
 	for (size_t i = 0; i < inc->n_refs && shown < 6; i++) {
@@ -246,12 +247,12 @@ void vigie__msg_summary(const struct incident *inc, const struct zone_info *z,
 		if (r->state == VIGIE__V1__EVENT_STATE__STATE_RESTORE)
 			continue;
 		vigie_appendf(buf, len, &pos, "%s%s%s%s", shown ? ", " : ": ",
-			vigie_kind_name(r->kind), r->sensor[0] ? " " : "",
-			r->sensor);
+			      vigie_kind_name(r->kind), r->sensor[0] ? " " : "",
+			      r->sensor);
 		shown++;
 	}
 	vigie_appendf(buf, len, &pos, " - %u event%s", inc->event_count,
-		inc->event_count == 1 ? "" : "s");
+		      inc->event_count == 1 ? "" : "s");
 	vigie__relay_utf8_trim(buf);
 }
 

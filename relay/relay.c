@@ -23,11 +23,14 @@
 #include "escalation.h"
 #include "incident.h"
 #include "message.h"
+#include "patterns_relay.h"
 #include "relay.h"
+#include "replay.h"
 #include "store.h"
 #include "streams.h"
 #include "supervise.h"
 #include "utf8.h"
+#include "verify.h"
 #include "vigie/clock.h"
 #include "vigie/error.h"
 #include "vigie/log.h"
@@ -43,10 +46,14 @@
 #define LOG_BURST            100   /* rejection lines per window... */
 #define LOG_WINDOW_MS        10000 /* ...then a summary */
 #define BRIDGE_PREFIX        "$SYS/broker/connection/vigie-bridge-"
+/* One security incident per site per window, however many attempts. */
+#define SECURITY_WINDOW_MS (10 * 60000)
+#define REPLAY_MAX_NODES   2000000
+#define REPLAY_SLOTS       (1u << 16) /* recent identities' digests */
 
-#define I(x)                 VIGIE__V1__INCIDENT_STATE__INCIDENT_##x
-#define K(x)                 VIGIE__V1__EVENT_KIND__KIND_##x
-#define ST(x)                VIGIE__V1__EVENT_STATE__STATE_##x
+#define I(x)               VIGIE__V1__INCIDENT_STATE__INCIDENT_##x
+#define K(x)               VIGIE__V1__EVENT_KIND__KIND_##x
+#define ST(x)              VIGIE__V1__EVENT_STATE__STATE_##x
 
 /* ---- the real clock ---- */
 
@@ -84,6 +91,9 @@ struct site_state {
 	bool dirty;
 	bool warned; /* "not in the config" said once */
 	uint64_t last_pub_ms;
+	bool security_raised; /* a security incident in this window */
+	uint64_t security_ms;
+	uint64_t security_attempts;
 };
 
 struct ratelimit {
@@ -135,6 +145,10 @@ struct vigie_relay {
 	struct hmap zones;
 	struct hmap sites;
 	uv_timer_t tick;
+	/* Signed traffic: NULL without a trust store (then unsigned). */
+	struct verifier *verifier;
+	struct replay_guard replay;
+	struct patrelay *patterns; /* pattern tracker; NULL: no rules */
 
 	/* streams touched since the open batch began: receipts at its commit */
 	struct stream **touched;
@@ -580,6 +594,15 @@ static void persist_incident(struct vigie_relay *r, struct incident *inc)
 		free(buf);
 	}
 	site_dirty(r, inc->site);
+	/* patterns: the tracker reads every change of an incident; its rows
+	 * join this batch, its messages follow its commit. */
+	if (r->patterns) {
+		struct zone_info zi;
+		bool have_zone = zone_of(r, inc->site, inc->zone, &zi);
+
+		vigie__patrelay_incident(r->patterns, inc,
+					 have_zone ? &zi : NULL);
+	}
 }
 
 static void audit(struct vigie_relay *r, const struct incident *inc,
@@ -1014,14 +1037,83 @@ static void process_event(struct vigie_relay *r, const Vigie__V1__Event *ev)
 	apply_result(r, &in, &res, who);
 }
 
+/* ---- security: forged and replayed traffic ---- */
+
+/* A forgery or replay: rejected, counted, logged (rate-limited), and one
+ * security trouble incident per site and SECURITY_WINDOW_MS however many
+ * attempts follow, so that a flood cannot bury the police post. The site is
+ * the topic's: broker ACLs make it the site the traffic came from. */
+static void security(struct vigie_relay *r, const struct vigie_topic *t,
+		     const char *topic, bool replay, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+static void security(struct vigie_relay *r, const struct vigie_topic *t,
+		     const char *topic, bool replay, const char *fmt, ...)
+{
+	const char *reason_key = "reason", *reason;
+	char why[256], tb[VIGIE_TOPIC_MAX + 1], text[400];
+	struct site_state *ss;
+	struct inc_input in;
+	struct inc_result res;
+	uint64_t now = mono_ms(r);
+	va_list ap;
+
+	r->st.rejected++;
+	if (replay)
+		r->st.replayed++;
+	else
+		r->st.forged++;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	if (rl_allow(r))
+		vigie_log_warn("SECURITY: rejected %s: %s (%" PRIu64
+			       " forged, %" PRIu64 " replayed so far)",
+			       safe(tb, sizeof(tb), topic), why, r->st.forged,
+			       r->st.replayed);
+	ss = site_state(r, t->site);
+	if (!ss || r->closing)
+		return;
+	ss->security_attempts++;
+	if (ss->security_raised && now - ss->security_ms < SECURITY_WINDOW_MS)
+		return;
+	ss->security_raised = true;
+	ss->security_ms = now;
+	r->st.security_incidents++;
+	snprintf(text, sizeof(text),
+		 "forged or replayed traffic on site %s: %s (%" PRIu64
+		 " attempt(s) so far)",
+		 t->site, why, ss->security_attempts);
+	reason = why;
+	memset(&in, 0, sizeof(in));
+	in.kind = K(SECURITY);
+	in.state = ST(TROUBLE);
+	in.site = t->site;
+	in.node = t->node;
+	in.subject = "security";
+	in.text = text;
+	in.time_us = now_us(r);
+	in.attr_keys = &reason_key;
+	in.attr_values = &reason;
+	in.n_attrs = 1;
+	if (vigie__inc_event(&r->inc, &in, &res)) {
+		vigie_log_error("out of memory: security incident not raised");
+		return;
+	}
+	apply_result(r, &in, &res, "relay:security");
+	site_dirty(r, t->site);
+}
+
+static void ingest_event(struct vigie_relay *r, const struct vigie_topic *t,
+			 const char *topic, const void *payload, size_t len,
+			 const Vigie__V1__Event *ev,
+			 const struct verify_job *j);
+
 static void handle_event(struct vigie_relay *r, const struct vigie_topic *t,
 			 const char *topic, const void *payload, size_t len)
 {
 	Vigie__V1__SignedEvent *se;
 	Vigie__V1__Event *ev;
-	struct store_event sev;
-	struct stream *s;
-	char a[VIGIE_ID_MAX + 1], b[VIGIE_ID_MAX + 1];
 	int rc;
 
 	rc = vigie_event_decode(payload, len, &se, &ev);
@@ -1033,17 +1125,67 @@ static void handle_event(struct vigie_relay *r, const struct vigie_topic *t,
 		       len);
 		return;
 	}
+	ingest_event(r, t, topic, payload, len, ev, NULL);
+	vigie_event_free(se, ev);
+}
+
+/* The ingest path proper. `j` is the verified job when signatures are
+ * checked (then the replay rules apply), NULL otherwise. */
+/* Replays of old boots. A node re-sends its unreceipted events of older
+ * boots after a restart, so an older boot is not a replay by itself:
+ * - a boot the relay has a stream for is judged by the stream (exact
+ *   dedupe: what is stored is a repeat, what is not is a late re-send);
+ * - a boot never seen, older than the node's newest, is accepted only if
+ *   its event is younger than replay_window: a node holds unreceipted
+ *   events only so long, while old captured traffic (replayed after the
+ *   relay's memory of it was lost) is older.
+ * Bytes cannot be made up without the key, so only genuine events are
+ * judged here. */
+static bool boot_acceptable(struct vigie_relay *r, const Vigie__V1__Event *ev)
+{
+	uint64_t newest =
+		vigie__replay_newest_boot(&r->replay, ev->site, ev->node);
+	uint64_t window_us = r->cfg->replay_window_ms * 1000;
+	struct stream *s;
+
+	if (ev->boot_id >= newest)
+		return true;
+	if (vigie__streams_get(&r->streams, ev->site, ev->node, ev->boot_id,
+			       false, &s) == 0)
+		return true;
+	return ev->time_us + window_us >= now_us(r);
+}
+
+static void ingest_event(struct vigie_relay *r, const struct vigie_topic *t,
+			 const char *topic, const void *payload, size_t len,
+			 const Vigie__V1__Event *ev, const struct verify_job *j)
+{
+	struct store_event sev;
+	struct stream *s;
+	char a[VIGIE_ID_MAX + 1], b[VIGIE_ID_MAX + 1];
+	int rc;
+
 	if (!*ev->site && !*ev->node) {
 		reject(r, REJ_BAD, topic,
 		       "no site and no node: not an Event (%zu bytes)", len);
-		goto out_free;
+		return;
+	}
+	if (j && (strcmp(ev->site, t->site) != 0 ||
+		  strcmp(ev->node, t->node) != 0)) {
+		/* Signed by its owner but published under another name: a
+		 * genuine event replayed where it does not belong. */
+		security(r, t, topic, true,
+			 "signed event of %s/%s published as %s/%s",
+			 safe(a, sizeof(a), ev->site),
+			 safe(b, sizeof(b), ev->node), t->site, t->node);
+		return;
 	}
 	if (strcmp(ev->site, t->site) != 0 || strcmp(ev->node, t->node) != 0) {
 		reject(r, REJ_MISMATCH, topic,
 		       "event names %s/%s, the topic %s/%s",
 		       safe(a, sizeof(a), ev->site),
 		       safe(b, sizeof(b), ev->node), t->site, t->node);
-		goto out_free;
+		return;
 	}
 	if (ev->boot_id == 0 || ev->seq == 0 || ev->boot_id > INT64_MAX ||
 	    ev->seq > INT64_MAX) {
@@ -1051,39 +1193,64 @@ static void handle_event(struct vigie_relay *r, const struct vigie_topic *t,
 		       "boot_id %" PRIu64 " / seq %" PRIu64
 		       ": both start at 1 (and stay below 2^63)",
 		       ev->boot_id, ev->seq);
-		goto out_free;
+		return;
 	}
 	if (!optional_id(ev->zone) || !optional_id(ev->sensor)) {
 		reject(r, REJ_BAD, topic,
 		       "zone \"%s\" or sensor \"%s\" is not an id",
 		       safe(a, sizeof(a), ev->zone),
 		       safe(b, sizeof(b), ev->sensor));
-		goto out_free;
+		return;
 	}
 	if (!event_text_valid(ev)) {
 		reject(r, REJ_BAD, topic,
 		       "a string of event #%" PRIu64 ".%" PRIu64
 		       " is not UTF-8",
 		       ev->boot_id, ev->seq);
-		goto out_free;
+		return;
+	}
+	if (j && !boot_acceptable(r, ev)) {
+		security(r, t, topic, true,
+			 "boot %" PRIu64
+			 " is older than %s/%s's newest (%" PRIu64
+			 "), never seen here, and its event #%" PRIu64
+			 " is older than the replay window",
+			 ev->boot_id, ev->site, ev->node,
+			 vigie__replay_newest_boot(&r->replay, ev->site,
+						   ev->node),
+			 ev->seq);
+		return;
 	}
 	r->st.events++;
 	rc = vigie__streams_get(&r->streams, ev->site, ev->node, ev->boot_id,
 				true, &s);
 	if (rc) {
 		r->st.shed++;
-		goto out_free;
+		return;
 	}
 	switch (vigie__stream_check(&r->streams, s, ev->seq)) {
 	case STREAM_DUP:
+		/* The same bytes again are a re-send (the node lost our
+		 * receipt, or someone replays it: harmless either way); other
+		 * bytes under a stored identity are a forgery. */
+		if (j && vigie__replay_compare(&r->replay, ev->site, ev->node,
+					       ev->boot_id, ev->seq,
+					       j->digest) == REPLAY_DIFFERENT) {
+			r->st.events--;
+			security(r, t, topic, true,
+				 "event #%" PRIu64 ".%" PRIu64
+				 " is stored already with other content",
+				 ev->boot_id, ev->seq);
+			return;
+		}
 		/* Stored already: never processed again, receipted again
 		 * (the node may have lost our receipt). */
 		r->st.duplicates++;
 		touch_stream(r, s);
-		goto out_free;
+		return;
 	case STREAM_FULL:
 		r->st.shed++;
-		goto out_free;
+		return;
 	case STREAM_NEW:
 	default:
 		break;
@@ -1099,7 +1266,7 @@ static void handle_event(struct vigie_relay *r, const struct vigie_topic *t,
 				"left unreceipted until it drains",
 				vigie__store_backlog(r->store));
 		}
-		goto out_free;
+		return;
 	}
 	memset(&sev, 0, sizeof(sev));
 	sev.site = ev->site;
@@ -1119,12 +1286,16 @@ static void handle_event(struct vigie_relay *r, const struct vigie_topic *t,
 		rc = vigie__stream_mark(&r->streams, s, ev->seq);
 	if (rc) {
 		r->st.shed++;
-		goto out_free;
+		return;
 	}
 	touch_stream(r, s);
+	if (j) {
+		vigie__replay_remember(&r->replay, ev->site, ev->node,
+				       ev->boot_id, ev->seq, j->digest);
+		vigie__replay_note_boot(&r->replay, ev->site, ev->node,
+					ev->boot_id);
+	}
 	process_event(r, ev);
-out_free:
-	vigie_event_free(se, ev);
 }
 
 /* ---- inbound: supervision ---- */
@@ -1139,13 +1310,66 @@ static void persist_node(struct vigie_relay *r, struct sup_node *n)
 			      now_us(r));
 }
 
+static void ingest_heartbeat(struct vigie_relay *r, const struct vigie_topic *t,
+			     const char *topic,
+			     const Vigie__V1__HeartbeatBody *b,
+			     const struct verify_job *j)
+{
+	char a[VIGIE_ID_MAX + 1], c[VIGIE_ID_MAX + 1];
+	struct sup_node *n;
+
+	if (!*b->site && !*b->node) {
+		reject(r, REJ_BAD, topic,
+		       "no site and no node: not a Heartbeat");
+		return;
+	}
+	if (strcmp(b->site, t->site) != 0 || strcmp(b->node, t->node) != 0) {
+		if (j) {
+			security(r, t, topic, true,
+				 "signed heartbeat of %s/%s published as "
+				 "%s/%s",
+				 safe(a, sizeof(a), b->site),
+				 safe(c, sizeof(c), b->node), t->site, t->node);
+			return;
+		}
+		reject(r, REJ_MISMATCH, topic,
+		       "heartbeat names %s/%s, the topic %s/%s",
+		       safe(a, sizeof(a), b->site), safe(c, sizeof(c), b->node),
+		       t->site, t->node);
+		return;
+	}
+	if (b->boot_id == 0) {
+		reject(r, REJ_BAD, topic, "heartbeat without a boot id");
+		return;
+	}
+	/* A replayed heartbeat would keep a cut node "alive": only a newer
+	 * one than the last accepted counts. Not an incident by itself (a
+	 * failover can reorder two), but never a sign of life. */
+	if (j && !vigie__replay_heartbeat(&r->replay, t->site, t->node,
+					  b->boot_id, b->hb_seq)) {
+		r->st.replayed++;
+		r->st.rejected++;
+		if (rl_allow(r))
+			vigie_log_warn("ignored stale heartbeat of %s/%s "
+				       "(boot %" PRIu64 ", #%" PRIu64 ")",
+				       t->site, t->node, b->boot_id, b->hb_seq);
+		return;
+	}
+	r->st.heartbeats++;
+	site_state(r, t->site);
+	vigie__sup_heartbeat(&r->sup, t->site, t->node, b->boot_id,
+			     b->reporting_time_ms, b->time_us,
+			     b->outbox_pending, b->path);
+	n = vigie__sup_find(&r->sup, t->site, t->node);
+	if (n)
+		persist_node(r, n);
+}
+
 static void handle_heartbeat(struct vigie_relay *r, const struct vigie_topic *t,
 			     const char *topic, const void *payload, size_t len)
 {
 	Vigie__V1__Heartbeat *hb;
 	Vigie__V1__HeartbeatBody *b = NULL;
-	char a[VIGIE_ID_MAX + 1], c[VIGIE_ID_MAX + 1];
-	struct sup_node *n;
 
 	hb = vigie__v1__heartbeat__unpack(NULL, len, payload);
 	if (!hb) {
@@ -1161,34 +1385,77 @@ static void handle_heartbeat(struct vigie_relay *r, const struct vigie_topic *t,
 		       hb->body.len);
 		goto out_free;
 	}
-	if (!*b->site && !*b->node) {
-		reject(r, REJ_BAD, topic,
-		       "no site and no node: not a Heartbeat");
-		goto out_free;
-	}
-	if (strcmp(b->site, t->site) != 0 || strcmp(b->node, t->node) != 0) {
-		reject(r, REJ_MISMATCH, topic,
-		       "heartbeat names %s/%s, the topic %s/%s",
-		       safe(a, sizeof(a), b->site), safe(c, sizeof(c), b->node),
-		       t->site, t->node);
-		goto out_free;
-	}
-	if (b->boot_id == 0) {
-		reject(r, REJ_BAD, topic, "heartbeat without a boot id");
-		goto out_free;
-	}
-	r->st.heartbeats++;
-	site_state(r, t->site);
-	vigie__sup_heartbeat(&r->sup, t->site, t->node, b->boot_id,
-			     b->reporting_time_ms, b->time_us,
-			     b->outbox_pending, b->path);
-	n = vigie__sup_find(&r->sup, t->site, t->node);
-	if (n)
-		persist_node(r, n);
+	ingest_heartbeat(r, t, topic, b, NULL);
 out_free:
 	if (b)
 		vigie__v1__heartbeat_body__free_unpacked(b, NULL);
 	vigie__v1__heartbeat__free_unpacked(hb, NULL);
+}
+
+/* A message back from the verifier, in arrival order. */
+static void on_verified(void *ud, struct verify_job *j)
+{
+	struct vigie_relay *r = ud;
+	const char *what =
+		j->t.type == VIGIE_TOPIC_EVENT ? "event" : "heartbeat";
+	const char *key_id = j->t.type == VIGIE_TOPIC_EVENT
+				     ? (j->se ? j->se->key_id : "")
+				     : (j->hb ? j->hb->key_id : "");
+	char k[VIGIE_SIGN_ID_CHARS + 8];
+
+	if (r->closing)
+		return;
+	switch (j->verdict) {
+	case VERIFY_NOT_CHECKED:
+		if (j->t.type == VIGIE_TOPIC_EVENT) {
+			r->st.events++;
+			r->st.shed++;
+		}
+		return;
+	case VERIFY_DECODE:
+		/* Decoded again on the loop for the reason; rare. */
+		if (j->t.type == VIGIE_TOPIC_EVENT)
+			handle_event(r, &j->t, j->topic, j->payload, j->len);
+		else
+			handle_heartbeat(r, &j->t, j->topic, j->payload,
+					 j->len);
+		return;
+	case VERIFY_UNKNOWN_KEY:
+		security(r, &j->t, j->topic, false,
+			 "%s signed with unknown key id \"%s\"", what,
+			 safe(k, sizeof(k), key_id));
+		return;
+	case VERIFY_BAD_SIGNATURE:
+		security(r, &j->t, j->topic, false,
+			 "%s signature does not verify with key %s (%s/%s)",
+			 what, j->key->key_id, j->key->site, j->key->node);
+		return;
+	case VERIFY_WRONG_OWNER:
+		security(r, &j->t, j->topic, false,
+			 "%s claims to come from %s/%s but is signed with the "
+			 "key of %s/%s",
+			 what,
+			 j->ev ? safe(k, sizeof(k), j->ev->site)
+			       : safe(k, sizeof(k), j->body->site),
+			 j->ev ? j->ev->node : j->body->node, j->key->site,
+			 j->key->node);
+		return;
+	case VERIFY_UNSIGNED:
+		if (r->cfg->require_signatures) {
+			security(r, &j->t, j->topic, false,
+				 "unsigned %s (signatures are required)", what);
+			return;
+		}
+		r->st.unsigned_accepted++;
+		break;
+	case VERIFY_OK:
+	default:
+		break;
+	}
+	if (j->t.type == VIGIE_TOPIC_EVENT)
+		ingest_event(r, &j->t, j->topic, j->payload, j->len, j->ev, j);
+	else
+		ingest_heartbeat(r, &j->t, j->topic, j->body, j);
 }
 
 static void set_uncovered(struct vigie_relay *r, struct sup_node *n,
@@ -1438,6 +1705,11 @@ static void handle_ack(struct vigie_relay *r, const struct vigie_topic *t,
 		       "ack names no valid incident or dispatch id");
 		goto out_free;
 	}
+	/* patterns: a pattern dispatch's ack is the tracker's. */
+	if (vigie__patrelay_ack(r->patterns, t->id, ack)) {
+		r->st.acks++;
+		goto out_free;
+	}
 	inc = vigie__inc_find(&r->inc, id);
 	if (!inc) {
 		if (rl_allow(r))
@@ -1525,6 +1797,19 @@ static void on_message(struct vigie_mqtt *m, void *ud, const char *topic,
 		       len);
 		return;
 	}
+	if (r->verifier &&
+	    (t.type == VIGIE_TOPIC_EVENT || t.type == VIGIE_TOPIC_HEARTBEAT)) {
+		/* Checked on the thread pool; back in order in on_verified.
+		 * Refused when the verifier is full: an event stays
+		 * unreceipted and comes again. */
+		if (vigie__verify_submit(r->verifier, &t, topic, payload,
+					 len) &&
+		    t.type == VIGIE_TOPIC_EVENT) {
+			r->st.events++;
+			r->st.shed++;
+		}
+		return;
+	}
 	switch (t.type) {
 	case VIGIE_TOPIC_EVENT:
 		handle_event(r, &t, topic, payload, len);
@@ -1587,6 +1872,7 @@ static void on_connect(struct vigie_mqtt *m, void *ud, bool session_present)
 		persist_incident(r, list[i]);
 	}
 	free(list);
+	vigie__patrelay_connected(r->patterns); /* patterns */
 }
 
 static void on_disconnect(struct vigie_mqtt *m, void *ud, int reason)
@@ -1657,6 +1943,9 @@ static void publish_status(struct vigie_relay *r, struct site_state *ss)
 	m.posture = critical ? VIGIE__V1__POSTURE__POSTURE_CRITICAL
 		    : alarm  ? VIGIE__V1__POSTURE__POSTURE_HEIGHTENED
 			     : VIGIE__V1__POSTURE__POSTURE_NORMAL;
+	/* patterns: a campaign in scope raises the posture. */
+	if (vigie__patrelay_posture(r->patterns, ss->id) > (int)m.posture)
+		m.posture = vigie__patrelay_posture(r->patterns, ss->id);
 	if (cs && cs->has_location) {
 		loc.lat = cs->lat;
 		loc.lon = cs->lon;
@@ -1736,10 +2025,13 @@ static void log_stats(struct vigie_relay *r, bool force)
 		" receipts, %" PRIu64 " rejected (%" PRIu64 " bad, %" PRIu64
 		" mismatched), %" PRIu64 " heartbeats, %" PRIu64
 		" acks, %" PRIu64 " dispatches, %zu open incidents, %" PRIu64
-		" commits",
+		" commits, %" PRIu64 " forged, %" PRIu64 " replayed, %" PRIu64
+		" unsigned",
 		s.messages, s.events, s.stored, s.duplicates, s.shed,
 		s.receipts, s.rejected, s.bad_payload, s.mismatch, s.heartbeats,
-		s.acks, s.dispatches, s.open_incidents, s.commits);
+		s.acks, s.dispatches, s.open_incidents, s.commits, s.forged,
+		s.replayed, s.unsigned_accepted);
+	vigie__patrelay_log_stats(r->patterns); /* patterns */
 }
 
 static void tick_cb(uv_timer_t *t)
@@ -1771,6 +2063,7 @@ static void tick_cb(uv_timer_t *t)
 			persist_escalation(r, due[i]);
 	}
 	vigie__inc_tick(&r->inc, on_quiet_closed, r);
+	vigie__patrelay_tick(r->patterns); /* patterns: re-sends */
 	pos = 0;
 	for (h = vigie__hmap_first(&r->sites, &pos); h;
 	     h = vigie__hmap_next(&r->sites, h, &pos)) {
@@ -1805,6 +2098,7 @@ static void load_stream(void *ud, const char *site, const char *node,
 	struct loader_ctx *lc = ud;
 	struct stream *s;
 
+	vigie__replay_note_boot(&lc->r->replay, site, node, boot_id);
 	if (vigie__streams_get(&lc->r->streams, site, node, boot_id, true, &s))
 		return;
 	s->contig = s->committed = s->batch_contig = contig;
@@ -1926,6 +2220,46 @@ static void load_dispatch(void *ud, const struct store_dispatch *d)
 
 /* ---- open, start, close ---- */
 
+/* ---- patterns: the tracker's hooks (relay/patterns_relay.c) ---- */
+
+static void pattern_emit(void *ud, enum patrelay_emit kind, const char *topic,
+			 uint8_t *payload, size_t len, bool retain)
+{
+	struct vigie_relay *r = ud;
+	struct vigie_topic t;
+
+	/* A museum told to raise its posture shows it in its status. */
+	if (kind == PATRELAY_ALERT && vigie_topic_parse(topic, &t) == 0)
+		site_dirty(r, t.site);
+	emit(r,
+	     kind == PATRELAY_DISPATCH ? FX_DISPATCH
+	     : kind == PATRELAY_ALERT  ? FX_ALERT
+				       : FX_INCIDENT,
+	     topic, payload, len, 1, retain);
+}
+
+static void load_pattern_row(void *ud, const char *ns, const char *key,
+			     uint64_t seq, const void *data, size_t len)
+{
+	struct loader_ctx *lc = ud;
+
+	vigie__patrelay_load_row(lc->r->patterns, ns, key, seq, data, len);
+}
+
+static int open_patterns(struct vigie_relay *r)
+{
+	struct patrelay_host h = {
+		.store = r->store,
+		.cfg = r->cfg,
+		.clock = r->clock,
+		.posts = &r->posts,
+		.emit = pattern_emit,
+		.ud = r,
+	};
+
+	return vigie__patrelay_open(&h, &r->patterns);
+}
+
 int vigie__relay_open(uv_loop_t *loop, const struct relay_config *cfg,
 		      const struct relay_clock *clock, struct vigie_relay **out)
 {
@@ -1968,6 +2302,11 @@ int vigie__relay_open(uv_loop_t *loop, const struct relay_config *cfg,
 		l->levels[0].ack_deadline_ms = 60000;
 	}
 	vigie__streams_init(&r->streams, MAX_STREAMS, MAX_ABOVE);
+	if (vigie__replay_init(&r->replay, REPLAY_MAX_NODES, REPLAY_SLOTS)) {
+		free(r->post_ladders);
+		free(r);
+		return VIGIE_ENOMEM;
+	}
 	memset(&ip, 0, sizeof(ip));
 	ip.clock = r->clock;
 	ip.window_ms = cfg->incident_window_ms;
@@ -1986,6 +2325,9 @@ int vigie__relay_open(uv_loop_t *loop, const struct relay_config *cfg,
 	rc = vigie__store_open(loop, cfg->database, &so, &r->store);
 	if (rc)
 		goto out_free;
+	rc = open_patterns(r); /* patterns */
+	if (rc)
+		goto out_close_store;
 	memset(&lc, 0, sizeof(lc));
 	lc.r = r;
 	memset(&sl, 0, sizeof(sl));
@@ -1996,8 +2338,11 @@ int vigie__relay_open(uv_loop_t *loop, const struct relay_config *cfg,
 	sl.escalation = load_escalation;
 	sl.dispatch = load_dispatch;
 	sl.id = load_id;
+	sl.pattern = load_pattern_row; /* patterns */
 	sl.ud = &lc;
 	rc = vigie__store_load(r->store, &sl);
+	if (!rc)
+		rc = vigie__patrelay_loaded(r->patterns); /* patterns */
 	if (rc)
 		goto out_close_store;
 	{
@@ -2051,6 +2396,25 @@ int vigie__relay_open(uv_loop_t *loop, const struct relay_config *cfg,
 		vigie_mqtt_close(r->mqtt, NULL, NULL);
 		goto out_close_store;
 	}
+	if (cfg->trust_store) {
+		rc = vigie__verify_open(loop, cfg->trust_store, on_verified, r,
+					&r->verifier);
+		if (rc) {
+			vigie_mqtt_close(r->mqtt, NULL, NULL);
+			goto out_close_store;
+		}
+		vigie_log_info("signatures checked against %zu key(s) of %s; "
+			       "unsigned events and heartbeats are %s",
+			       vigie_trust_count(cfg->trust_store), cfg->trust,
+			       cfg->require_signatures ? "refused"
+						       : "accepted (logged)");
+	} else {
+		vigie_log_warn("no trust store (trust: in %s): events and "
+			       "heartbeats are accepted UNSIGNED - anyone who "
+			       "can publish on a site's topics can forge "
+			       "alarms or hide a cut link",
+			       cfg->path);
+	}
 	uv_timer_init(loop, &r->tick);
 	r->tick.data = r;
 	*out = r;
@@ -2059,9 +2423,11 @@ out_close_store:
 	/* Nothing ran yet: the store closes on the loop, then frees itself. */
 	vigie__store_close(r->store, NULL, NULL);
 out_free:
+	vigie__patrelay_close(r->patterns); /* patterns */
 	vigie__inc_free(&r->inc);
 	vigie__sup_free(&r->sup);
 	vigie__streams_free(&r->streams);
+	vigie__replay_free(&r->replay);
 	free(r->post_ladders);
 	free(r);
 	return rc;
@@ -2106,9 +2472,11 @@ static void free_all(struct vigie_relay *r)
 		free(container_of(h, struct site_state, he));
 	}
 	vigie__hmap_free(&r->sites);
+	vigie__patrelay_close(r->patterns); /* patterns */
 	vigie__inc_free(&r->inc);
 	vigie__sup_free(&r->sup);
 	vigie__streams_free(&r->streams);
+	vigie__replay_free(&r->replay);
 	free(r->touched);
 	free(r->post_ladders);
 }
@@ -2151,7 +2519,11 @@ void vigie__relay_close(struct vigie_relay *r, void (*cb)(void *arg), void *arg)
 	r->closing = true;
 	r->close_cb = cb;
 	r->close_arg = arg;
-	r->closes_pending = 2;
+	r->closes_pending = r->verifier ? 3 : 2;
+	/* What the verifier still holds is dropped: unreceipted, it comes
+	 * again. */
+	if (r->verifier)
+		vigie__verify_close(r->verifier, close_step, r);
 	uv_timer_stop(&r->tick);
 	uv_close((uv_handle_t *)&r->tick, on_tick_closed);
 	vigie__store_close(r->store, on_store_closed, r);

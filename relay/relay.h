@@ -15,6 +15,8 @@
  *   relay.c         the core: MQTT in and out, wiring of the above
  *   message.c       building outgoing messages (Dispatch, Incident ...)
  *   audit.c         `vigie-relay audit` and `incidents` (read-only)
+ *   patterns*.c     the pattern tracker: campaigns across museums
+ *                   (patterns.h the engine, patterns_relay.h its wiring)
  */
 #ifndef VIGIE_RELAY_RELAY_H
 #define VIGIE_RELAY_RELAY_H
@@ -28,6 +30,9 @@
 #include "vigie/codec.h"
 #include "vigie/config.h"
 #include "vigie/mqtt.h"
+
+struct vigie_trust;
+struct pat_rules;
 
 /* ---- the clock, injected so the state machines run on a fake one ---- */
 
@@ -127,6 +132,20 @@ struct relay_config {
 	struct relay_ladder ladder; /* default ladder */
 	struct relay_site *sites;
 	size_t n_sites;
+
+	/* Signed events (relay/verify.c). No trust store: everything is
+	 * accepted unsigned, as before signing existed (said at start). */
+	const char *trust;               /* file or directory; NULL: none */
+	struct vigie_trust *trust_store; /* loaded with the config */
+	bool require_signatures;         /* unsigned refused (default with
+					    a trust store) */
+	uint64_t replay_window_ms;       /* an unknown older boot is accepted
+					    only this recent */
+
+	/* Pattern tracker (relay/patterns*.c): `patterns: {rules: FILE}`,
+	 * loaded and checked with the config; NULL: no tracker. */
+	const char *pattern_rules_path;
+	struct pat_rules *pattern_rules;
 };
 
 /* vigie__relayconf_load: read and validate a relay config. On error returns
@@ -165,7 +184,11 @@ struct vigie_relay_stats {
 	uint64_t bad_payload; /* does not decode, wrong type, invalid */
 	uint64_t mismatch;    /* topic names another site/node */
 	uint64_t unknown_topic;
-	uint64_t shed; /* dropped unreceipted under backlog */
+	uint64_t shed;     /* dropped unreceipted under backlog */
+	uint64_t forged;   /* security: bad or unknown key, wrong owner */
+	uint64_t replayed; /* security: replays and stale heartbeats */
+	uint64_t unsigned_accepted;
+	uint64_t security_incidents;
 	uint64_t heartbeats;
 	uint64_t acks;
 	uint64_t dispatches; /* dispatch publications, re-sends included */

@@ -4,8 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "patterns.h"
 #include "relay.h"
 #include "vigie/error.h"
+#include "vigie/sign.h"
 
 static const char *const top_keys[] = {"id",
 				       "database",
@@ -23,6 +25,10 @@ static const char *const top_keys[] = {"id",
 				       "posts",
 				       "escalation",
 				       "sites",
+				       "trust",
+				       "require_signatures",
+				       "replay_window",
+				       "patterns",
 				       NULL};
 static const char *const post_keys[] = {"id", "name", "backup", NULL};
 static const char *const level_keys[] = {
@@ -36,7 +42,6 @@ static const char *const zone_keys[] = {"id",      "name",        "floor",
 					"cameras", "action_plan", NULL};
 static const char *const node_keys[] = {"id", "reporting_time", NULL};
 static const char *const location_keys[] = {"lat", "lon", NULL};
-
 
 static int load_location(struct vigie_conf *c,
 			 const struct vigie_conf_node *map, double *lat,
@@ -485,6 +490,106 @@ static int load_top(struct vigie_conf *c, const struct vigie_conf_node *root,
 	return 0;
 }
 
+/* `trust: FILE|DIR` of node public keys; `require_signatures` defaults to
+ * true once there is a trust store, and cannot be true without one. */
+static int load_security(struct vigie_conf *c,
+			 const struct vigie_conf_node *root,
+			 struct relay_config *cfg)
+{
+	char why[512];
+	bool require = true;
+	int rc = 0;
+
+	rc |= vigie_conf_str(c, root, "trust", VIGIE_CONF_OPTIONAL,
+			     &cfg->trust);
+	rc |= vigie_conf_bool(c, root, "require_signatures",
+			      VIGIE_CONF_OPTIONAL, &require);
+	rc |= vigie_conf_duration(c, root, "replay_window", 1000,
+				  86400000 * 365ull, VIGIE_CONF_OPTIONAL,
+				  &cfg->replay_window_ms);
+	if (rc)
+		return VIGIE_ECONFIG;
+	if (!cfg->trust) {
+		if (vigie_conf_get(root, "require_signatures") && require)
+			return vigie_conf_fail(
+				c, vigie_conf_get(root, "require_signatures"),
+				"needs a trust store (trust: FILE or DIR of "
+				"node public keys)");
+		return 0;
+	}
+	cfg->require_signatures = require;
+	rc = vigie_trust_load(cfg->trust, &cfg->trust_store, why, sizeof(why));
+	if (rc)
+		return vigie_conf_fail(c, vigie_conf_get(root, "trust"), "%s",
+				       why);
+	return 0;
+}
+
+/* `patterns: {rules: FILE}`: the pattern tracker's rules, read and checked
+ * now against the sites and posts (FILE:LINE errors name the rules file).
+ * A relative FILE is read from the config's folder. */
+static int load_patterns(struct vigie_conf *c,
+			 const struct vigie_conf_node *root,
+			 struct relay_config *cfg, char *err, size_t errlen)
+{
+	static const char *const keys[] = {"rules", NULL};
+	const struct vigie_conf_node *map = NULL;
+	struct pat_site_info *sites;
+	const char **posts;
+	struct pat_world w;
+	const char *rules = NULL, *slash;
+	char *full;
+	size_t n;
+	int rc;
+
+	rc = vigie_conf_section(c, root, "patterns", false, VIGIE_CONF_OPTIONAL,
+				&map);
+	if (!rc && map)
+		rc = vigie_conf_expect_map(c, map, keys);
+	if (!rc && map)
+		rc = vigie_conf_str(c, map, "rules", VIGIE_CONF_REQUIRED,
+				    &rules);
+	if (rc || !rules)
+		return rc;
+	slash = strrchr(cfg->path, '/');
+	n = rules[0] != '/' && slash ? (size_t)(slash - cfg->path) + 1 : 0;
+	full = malloc(n + strlen(rules) + 1);
+	if (!full)
+		return VIGIE_ENOMEM;
+	memcpy(full, cfg->path, n);
+	strcpy(full + n, rules);
+	cfg->pattern_rules_path = vigie_conf_intern(c, full, strlen(full));
+	free(full);
+	sites = calloc(cfg->n_sites + 1, sizeof(*sites));
+	posts = calloc(cfg->n_posts + 1, sizeof(*posts));
+	if (!cfg->pattern_rules_path || !sites || !posts) {
+		free(sites);
+		free(posts);
+		return VIGIE_ENOMEM;
+	}
+	for (size_t i = 0; i < cfg->n_sites; i++) {
+		const struct relay_site *s = &cfg->sites[i];
+
+		sites[i].id = s->id;
+		sites[i].name = s->name;
+		sites[i].region = s->region;
+		sites[i].lat = s->lat;
+		sites[i].lon = s->lon;
+		sites[i].has_location = s->has_location;
+	}
+	for (size_t i = 0; i < cfg->n_posts; i++)
+		posts[i] = cfg->posts[i].id;
+	w.sites = sites;
+	w.n_sites = cfg->n_sites;
+	w.posts = posts;
+	w.n_posts = cfg->n_posts;
+	rc = vigie__patrules_load(cfg->pattern_rules_path, &w,
+				  &cfg->pattern_rules, err, errlen);
+	free(sites);
+	free(posts);
+	return rc;
+}
+
 int vigie__relayconf_load(const char *path, struct relay_config *cfg, char *err,
 			  size_t errlen)
 {
@@ -502,10 +607,23 @@ int vigie__relayconf_load(const char *path, struct relay_config *cfg, char *err,
 	cfg->resend_max_ms = 30000;
 	cfg->status_interval_ms = 1000;
 	cfg->max_backlog = 200000;
+	cfg->replay_window_ms = 7 * 86400000ull;
 	rc = vigie_conf_load(path, &c);
 	cfg->conf = c;
 	if (rc == 0)
 		rc = load_top(c, vigie_conf_root(c), cfg);
+	if (rc == 0)
+		rc = load_security(c, vigie_conf_root(c), cfg);
+	if (rc == 0) {
+		err[0] = '\0';
+		rc = load_patterns(c, vigie_conf_root(c), cfg, err, errlen);
+		if (rc && err[0]) {
+			/* The rules file's own error (its FILE:LINE). */
+			vigie__relayconf_free(cfg);
+			return rc == VIGIE_ENOMEM ? VIGIE_ENOMEM
+						  : VIGIE_ECONFIG;
+		}
+	}
 	if (rc) {
 		snprintf(err, errlen, "%s",
 			 c && vigie_conf_error(c) ? vigie_conf_error(c)
@@ -541,6 +659,8 @@ void vigie__relayconf_free(struct relay_config *cfg)
 	free(cfg->sites);
 	free(cfg->posts);
 	free_ladder(&cfg->ladder);
+	vigie_trust_free(cfg->trust_store);
+	vigie__patrules_free(cfg->pattern_rules);
 	vigie_conf_free(cfg->conf);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -82,6 +82,11 @@ static const char schema_sql[] =
 	" BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
 	"CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit"
 	" BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
+	/* The pattern tracker's state (patterns_relay.c): its rows, in the
+	 * order they were last written within each namespace. */
+	"CREATE TABLE IF NOT EXISTS pattern_state ("
+	" ns TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL,"
+	" data BLOB NOT NULL, PRIMARY KEY (ns, key)) WITHOUT ROWID;"
 	"PRAGMA user_version = 1;";
 
 enum stmt_id {
@@ -93,6 +98,8 @@ enum stmt_id {
 	S_DISPATCH,
 	S_ACK,
 	S_AUDIT,
+	S_PATTERN_PUT,
+	S_PATTERN_DEL,
 	S_COUNT,
 };
 
@@ -122,6 +129,10 @@ static const char *const stmt_sql[S_COUNT] = {
 		  " ?8)",
 	[S_AUDIT] = "INSERT INTO audit (time_us, incident, what, who, detail)"
 		    " VALUES (?1, ?2, ?3, ?4, ?5)",
+	[S_PATTERN_PUT] = "INSERT OR REPLACE INTO pattern_state (ns, key, seq,"
+			  " data) VALUES (?1, ?2, ?3, ?4)",
+	[S_PATTERN_DEL] = "DELETE FROM pattern_state WHERE ns = ?1 AND"
+			  " key = ?2",
 };
 
 enum val_type { V_NULL, V_INT, V_TEXT, V_BLOB };
@@ -466,6 +477,23 @@ int vigie__store_audit(struct relay_store *st, uint64_t time_us,
 			   vtext(who), vtext(detail)};
 
 	return put(st, S_AUDIT, v, 5);
+}
+
+int vigie__store_put_pattern(struct relay_store *st, const char *ns,
+			     const char *key, uint64_t seq, const void *data,
+			     size_t len)
+{
+	struct val v[4] = {vtext(ns), vtext(key), vu64(seq), vblob(data, len)};
+
+	return put(st, S_PATTERN_PUT, v, 4);
+}
+
+int vigie__store_del_pattern(struct relay_store *st, const char *ns,
+			     const char *key)
+{
+	struct val v[2] = {vtext(ns), vtext(key)};
+
+	return put(st, S_PATTERN_DEL, v, 2);
 }
 
 int vigie__store_defer(struct relay_store *st, store_defer_cb cb, void *arg)
@@ -964,6 +992,14 @@ static void row_dispatch(sqlite3_stmt *s, const struct store_loader *l)
 	l->dispatch(l->ud, &d);
 }
 
+static void row_pattern(sqlite3_stmt *s, const struct store_loader *l)
+{
+	if (l->pattern)
+		l->pattern(l->ud, col_text(s, 0), col_text(s, 1), col_u64(s, 2),
+			   sqlite3_column_blob(s, 3),
+			   (size_t)sqlite3_column_bytes(s, 3));
+}
+
 static void row_id(sqlite3_stmt *s, const struct store_loader *l)
 {
 	if (l->id)
@@ -1025,6 +1061,11 @@ int vigie__store_load(struct relay_store *st, const struct store_loader *l)
 			" JOIN incidents i ON i.id = d.incident"
 			" WHERE i.state != 4",
 			row_dispatch, l);
+	if (rc == 0 && l->pattern)
+		rc = each_row(st,
+			      "SELECT ns, key, seq, data FROM pattern_state"
+			      " ORDER BY ns, seq",
+			      row_pattern, l);
 	return rc;
 }
 

@@ -12,8 +12,8 @@
  *
  * Tables: events (once per identity), streams (highest contiguous seq per
  * boot), nodes, incidents, escalations, dispatches, acks and audit, which
- * triggers keep append-only. Strings and blobs given to the put functions
- * are copied. */
+ * triggers keep append-only; pattern_state for the pattern tracker.
+ * Strings and blobs given to the put functions are copied. */
 #ifndef VIGIE_RELAY_STORE_H
 #define VIGIE_RELAY_STORE_H
 
@@ -107,6 +107,14 @@ int vigie__store_audit(struct relay_store *st, uint64_t time_us,
 		       const char *incident, const char *what, const char *who,
 		       const char *detail);
 
+/* The pattern tracker's state: opaque rows keyed by (ns, key), loaded in
+ * `seq` order within each namespace. */
+int vigie__store_put_pattern(struct relay_store *st, const char *ns,
+			     const char *key, uint64_t seq, const void *data,
+			     size_t len);
+int vigie__store_del_pattern(struct relay_store *st, const char *ns,
+			     const char *key);
+
 /* vigie__store_defer: run cb(arg, 0) once everything queued so far is
  * committed. Returns 0 or VIGIE_ENOMEM / VIGIE_ECLOSED (cb not called). */
 int vigie__store_defer(struct relay_store *st, store_defer_cb cb, void *arg);
@@ -136,6 +144,9 @@ struct store_loader {
 	void (*dispatch)(void *ud, const struct store_dispatch *d);
 	/* the latest id of each prefix, closed incidents included */
 	void (*id)(void *ud, const char *prefix, uint64_t sec, uint32_t k);
+	/* a row of the pattern tracker's state */
+	void (*pattern)(void *ud, const char *ns, const char *key, uint64_t seq,
+			const void *data, size_t len);
 	void *ud;
 };
 int vigie__store_load(struct relay_store *st, const struct store_loader *l);

@@ -184,7 +184,8 @@ class RelayCommandLineTest(HarnessTestCase):
         self.assertIn(f"{path}:6: escalation[0].post: post \"p2\" is not in posts", r.stderr)
         example = os.path.join(os.environ.get("VIGIE_SOURCE", "../.."), "examples", "relay.yaml")
         with open(example) as f:
-            text = f.read().replace("/etc/vigie/relay.password", path)
+            text = f.read().replace("/etc/vigie/relay.password", path).replace(
+                "rules: patterns.yaml", f"rules: {os.path.dirname(example)}/patterns.yaml")
         good = self.h.path("good.yaml")
         with open(good, "w") as f:
             f.write(text)
