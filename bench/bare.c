@@ -55,9 +55,7 @@ int bench_bare_payload(const char *node, uint64_t boot_id, uint64_t seq,
 	return vigie_event_encode(&ev, NULL, 0, NULL, out, len);
 }
 
-/* One poll of the socket: read PUBACKs, write what is queued, keepalive.
- * Returns 0 or VIGIE_ENOCONN. */
-static int pump(struct mosquitto *mosq, int timeout_us, uint64_t *next_misc)
+int bench_mosq_pump(struct mosquitto *mosq, int timeout_us, uint64_t *next_misc)
 {
 	struct pollfd pfd = {.fd = mosquitto_socket(mosq), .events = POLLIN};
 	struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)timeout_us * 1000L};
@@ -177,7 +175,7 @@ int bench_bare_rate(int port, const char *node, uint64_t n, uint64_t window,
 			}
 		}
 		room = sent < n && sent - received < window;
-		rc = pump(mosq, room ? 0 : 1000, &next_misc);
+		rc = bench_mosq_pump(mosq, room ? 0 : 1000, &next_misc);
 		if (rc)
 			goto out_destroy;
 	}
@@ -239,13 +237,13 @@ int bench_bare_paced(int port, const char *node, uint64_t n, double rate,
 			continue;
 		}
 		wait_us = due_at - now < 500000 ? (int)(due_at - now) : 500000;
-		rc = pump(mosq, wait_us, &next_misc);
+		rc = bench_mosq_pump(mosq, wait_us, &next_misc);
 		if (rc)
 			goto out_destroy;
 	}
 	deadline = bench_mono_us() + (uint64_t)drain_ms * 1000u;
 	while (bench_sink_received(relay) < n && bench_mono_us() < deadline) {
-		rc = pump(mosq, 1000, &next_misc);
+		rc = bench_mosq_pump(mosq, 1000, &next_misc);
 		if (rc)
 			goto out_destroy;
 	}

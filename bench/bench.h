@@ -4,11 +4,17 @@
  *   proc.c        the temporary directory and child processes: every child
  *                 is stopped by PID at exit, also on failure and on SIGINT
  *   broker.c      mosquitto brokers on free loopback ports, the bridge
- *   central_sink.c  the central subscriber: measures, and receipts as the relay would, on its own
- *                 thread and loop, and measures what arrives
+ *   central_sink.c  the central subscriber for the node figures: receipts
+ *                 as the relay would, on its own thread and loop, and
+ *                 measures what arrives
  *   node_run.c    an in-process node (node/node.h) on a loop of its own
  *   bare.c        bare libmosquitto publishers, the baselines
- *   publish_bench.c, latency_bench.c, idle_bench.c: the figures
+ *   pub.c         bulk QoS 1 publishing of messages encoded beforehand
+ *   sub.c         libmosquitto subscribers on threads of their own
+ *   relay_proc.c  the real vigie-relay as a child: config, readiness, RSS
+ *   receipt_watch.c  Receipts at the central: when every node was covered
+ *   publish_bench.c, latency_bench.c, idle_bench.c, panels_bench.c,
+ *   relay_latency.c, relay_throughput.c, relay_rss.c: the figures
  *   stats.c       clocks and percentiles
  *
  * Functions return 0 or a negative VIGIE_E* code and log the reason once
@@ -27,6 +33,8 @@
 
 /* The site id every figure uses. */
 #define BENCH_SITE "bench"
+/* The police post of the relay figures. */
+#define BENCH_POST "pp-bench"
 
 struct bench_opts {
 	bool quick;
@@ -87,6 +95,14 @@ void bench_log_tail(const char *log_path, const char *who);
  * temporary directory. Idempotent. */
 void bench_proc_cleanup(void);
 
+/* bench_rss_kib: VmRSS of `pid` (/proc/PID/status) in KiB. Returns 0 or
+ * VIGIE_ESYS. */
+int bench_rss_kib(pid_t pid, unsigned long *out);
+
+/* bench_cpu_ns: CPU time used so far by the living threads of `pid`, in ns
+ * (schedstat). Returns 0, VIGIE_ESYS or VIGIE_EDECODE (no schedstat). */
+int bench_cpu_ns(pid_t pid, unsigned long long *out);
+
 /* ---- broker.c ---- */
 
 struct bench_broker {
@@ -146,7 +162,7 @@ struct bench_sink_options {
  * subscription came back (so nothing sent after it is missed). Returns 0,
  * VIGIE_ENOMEM, VIGIE_EINVAL or VIGIE_ENOCONN. */
 int bench_sink_start(const struct bench_sink_options *o,
-		      struct bench_sink **out);
+		     struct bench_sink **out);
 
 /* Read from any thread while it runs. */
 uint64_t bench_sink_received(struct bench_sink *r);    /* distinct events */
@@ -222,6 +238,101 @@ int bench_bare_rate(int port, const char *node, uint64_t n, uint64_t window,
 int bench_bare_paced(int port, const char *node, uint64_t n, double rate,
 		     struct bench_sink *relay, unsigned drain_ms);
 
+/* bench_mosq_pump: one poll of a blocking client's socket, at most
+ * `timeout_us`: read (PUBACKs, messages), write what is queued, and the
+ * keepalive once a second (*next_misc, mono µs). Returns 0 or
+ * VIGIE_ENOCONN. */
+int bench_mosq_pump(struct mosquitto *mosq, int timeout_us,
+		    uint64_t *next_misc);
+
+/* ---- pub.c ---- */
+
+struct bench_msgs {
+	uint64_t n;
+	const char *topic;  /* of every message, when `topics` is NULL */
+	char **topics;      /* per message (malloc'd), or NULL */
+	uint8_t **payloads; /* malloc'd */
+	size_t *lens;
+};
+
+/* bench_msgs_alloc: room for `n` messages (and their topics when
+ * `topics`), filled by the caller. Returns 0 or VIGIE_ENOMEM. */
+int bench_msgs_alloc(struct bench_msgs *m, uint64_t n, bool topics);
+void bench_msgs_free(struct bench_msgs *m);
+
+/* bench_publish_all: publish every message at QoS 1 on `mosq` (connected,
+ * not threaded) as fast as the broker PUBACKs them, at most `window`
+ * unacknowledged; returns once all are PUBACKed. Uses the client's user
+ * data and publish callback meanwhile. Returns 0, VIGIE_ENOCONN or
+ * VIGIE_EIO (not all PUBACKed within timeout_ms). */
+int bench_publish_all(struct mosquitto *mosq, const struct bench_msgs *m,
+		      unsigned window, unsigned timeout_ms);
+
+/* ---- sub.c ---- */
+
+struct mosquitto_message;
+struct bench_sub;
+
+/* Runs on the subscriber's network thread. */
+typedef void (*bench_sub_cb)(struct mosquitto *mosq, void *ud,
+			     const struct mosquitto_message *msg);
+
+/* bench_sub_start: connect (clean, MQTT 5), subscribe to `topic` at QoS 1,
+ * wait for the SUBACK, then drive the client on a thread of its own, which
+ * calls cb(ud) for each message (the callback may publish on `mosq`).
+ * Returns 0, VIGIE_ENOMEM, VIGIE_ENOCONN or VIGIE_ESYS. */
+int bench_sub_start(int port, const char *client_id, const char *topic,
+		    bench_sub_cb cb, void *ud, struct bench_sub **out);
+
+/* bench_sub_stop: disconnect and join its thread (NULL: nothing). After it,
+ * the callback's data belongs to the caller again. */
+void bench_sub_stop(struct bench_sub *s);
+
+/* ---- relay_proc.c ---- */
+
+struct bench_relay {
+	pid_t pid;
+	int port; /* central broker */
+	char conf[256], db[256], log[256];
+};
+
+/* bench_relay_start: write a configuration for relay `name` connected to
+ * the central broker at 127.0.0.1:`port` (site BENCH_SITE, the ladder
+ * site security -> HQ -> police post BENCH_POST, its database in the
+ * temporary directory), start vigie-relay from our own folder and return
+ * once it receipted a probe event. Returns 0, VIGIE_ESYS or
+ * VIGIE_ENOCONN (it is stopped again then). */
+int bench_relay_start(struct bench_relay *r, const char *name, int port);
+
+/* bench_relay_stop: SIGTERM by PID, wait for it. Returns 0, or VIGIE_EIO
+ * when it did not exit with status 0 (its log's tail is printed). */
+int bench_relay_stop(struct bench_relay *r);
+
+/* bench_relay_rss_mb: the largest VmRSS seen over `settle_ms` (one sample
+ * when 0), in MiB. Returns 0 or VIGIE_ESYS. */
+int bench_relay_rss_mb(const struct bench_relay *r, unsigned settle_ms,
+		       double *mb);
+
+/* bench_relay_report: after stop, the counters it logged, on stderr. */
+void bench_relay_report(const struct bench_relay *r);
+
+/* ---- receipt_watch.c ---- */
+
+struct bench_receipts;
+
+/* bench_receipts_start: watch the Receipts of BENCH_SITE at the central
+ * broker for nodes "<prefix>0" .. "<prefix><n-1>" (decimal, leading zeros
+ * allowed) until each has every seq up to `target` of boot `boot_id` (0:
+ * any boot) receipted. Returns 0 or as bench_sub_start. */
+int bench_receipts_start(int port, const char *prefix, unsigned n,
+			 uint64_t boot_id, uint64_t target,
+			 struct bench_receipts **out);
+/* Nodes at their target so far. */
+unsigned bench_receipts_done(struct bench_receipts *w);
+/* Mono µs of the Receipt that brought the last of them there. */
+uint64_t bench_receipts_last_us(struct bench_receipts *w);
+void bench_receipts_stop(struct bench_receipts *w);
+
 /* ---- stats.c ---- */
 
 uint64_t bench_mono_us(void);
@@ -234,7 +345,15 @@ uint32_t bench_percentile(uint32_t *v, size_t n, double p);
 int bench_publish_rate(const struct bench_opts *o);
 int bench_latency(const struct bench_opts *o);
 int bench_idle(const struct bench_opts *o);
+/* patterns_bench.c: the pattern tracker on 10k museums, 1M incidents. */
+int bench_patterns(const struct bench_opts *o);
+/* security_bench.c: Ed25519 verification cost per event. */
+int bench_security(const struct bench_opts *o);
 /* panels_bench.c: SIA DC-09 frames from many panels into one node. */
 int bench_panels(const struct bench_opts *o);
+/* relay_*.c: the real vigie-relay. */
+int bench_relay_latency(const struct bench_opts *o);
+int bench_relay_throughput(const struct bench_opts *o);
+int bench_relay_rss(const struct bench_opts *o);
 
 #endif

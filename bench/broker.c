@@ -171,13 +171,16 @@ static int nodelay_preload(char *buf, size_t len)
 	if (rc)
 		return rc;
 	for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
-		if (snprintf(buf, len, "LD_PRELOAD=%s/%s", dir, rel[i]) >= (int)len)
+		if (snprintf(buf, len, "LD_PRELOAD=%s/%s", dir, rel[i]) >=
+		    (int)len)
 			return VIGIE_ETOOBIG;
 		if (access(buf + strlen("LD_PRELOAD="), R_OK) == 0)
 			return 0;
 	}
-	fprintf(stderr, "vigie-bench: libvigie-nodelay.so not found near %s "
-			"(build the vigie_nodelay target)\n", dir);
+	fprintf(stderr,
+		"vigie-bench: libvigie-nodelay.so not found near %s "
+		"(build the vigie_nodelay target)\n",
+		dir);
 	return VIGIE_ENOTFOUND;
 }
 
@@ -187,7 +190,7 @@ int bench_broker_start(struct bench_broker *b, const char *name,
 	char persist_dir[256], file[64];
 	char preload[PATH_MAX + 16];
 	char *argv[] = {(char *)"/usr/bin/env", preload, (char *)MOSQUITTO_BIN,
-			(char *)"-c", b->conf, NULL};
+			(char *)"-c",           b->conf, NULL};
 	int rc;
 
 	memset(b, 0, sizeof(*b));

@@ -279,7 +279,7 @@ static int wait_ready(struct bench_sink *r)
 }
 
 int bench_sink_start(const struct bench_sink_options *o,
-		      struct bench_sink **out)
+		     struct bench_sink **out)
 {
 	struct bench_sink *r;
 	int rc;

@@ -4,7 +4,6 @@
  * VmRSS seen, and the CPU time used over the window as a share of one core
  * (from the threads' schedstat, which counts in ns; utime+stime of
  * /proc/PID/stat, in 10 ms ticks, where schedstat is missing). */
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -49,26 +48,6 @@ static long clk_tck(void)
 	return hz > 0 ? hz : 100;
 }
 
-/* VmRSS of `pid` in KiB. */
-static int read_rss_kib(pid_t pid, unsigned long *out)
-{
-	char path[64], line[256];
-	FILE *f;
-	int rc = VIGIE_ESYS;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return VIGIE_ESYS;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %lu kB", out) == 1) {
-			rc = 0;
-			break;
-		}
-	fclose(f);
-	return rc;
-}
-
 /* utime + stime of `pid` (all its threads, living or gone) in ns; the
  * kernel counts them in clock ticks (10 ms here). */
 static int read_cpu_ticks_ns(pid_t pid, unsigned long long *out)
@@ -100,45 +79,9 @@ static int read_cpu_ticks_ns(pid_t pid, unsigned long long *out)
 	return 0;
 }
 
-/* CPU time of `pid` in ns at nanosecond resolution: the run time of each
- * of its threads from /proc/PID/task/TID/schedstat. An idle node uses less
- * than one tick over the whole window, so utime+stime alone reads 0. */
-static int read_cpu_sched_ns(pid_t pid, unsigned long long *out)
-{
-	char path[64], file[64 + 256 + 16];
-	unsigned long long sum = 0, ns;
-	struct dirent *de;
-	DIR *d;
-	FILE *f;
-	int rc = 0;
-
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-	d = opendir(path);
-	if (!d)
-		return VIGIE_ESYS;
-	while (rc == 0 && (de = readdir(d))) {
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(file, sizeof(file), "%s/%s/schedstat", path,
-			 de->d_name);
-		f = fopen(file, "r");
-		if (!f)
-			continue; /* the thread just ended */
-		if (fscanf(f, "%llu", &ns) == 1)
-			sum += ns;
-		else
-			rc = VIGIE_EDECODE;
-		fclose(f);
-	}
-	closedir(d);
-	*out = sum;
-	return rc;
-}
-
 static int read_cpu_ns(pid_t pid, bool sched, unsigned long long *out)
 {
-	return sched ? read_cpu_sched_ns(pid, out)
-		     : read_cpu_ticks_ns(pid, out);
+	return sched ? bench_cpu_ns(pid, out) : read_cpu_ticks_ns(pid, out);
 }
 
 static void sleep_until(uint64_t mono_us)
@@ -179,7 +122,7 @@ static int sample(pid_t pid, unsigned seconds, double *rss_mb, double *cpu)
 	unsigned long rss = 0, max_rss = 0;
 	unsigned long long t0, t1;
 	uint64_t start, end, next;
-	bool sched = read_cpu_sched_ns(pid, &t0) == 0;
+	bool sched = bench_cpu_ns(pid, &t0) == 0;
 	int rc;
 
 	rc = read_cpu_ns(pid, sched, &t0);
@@ -189,7 +132,7 @@ static int sample(pid_t pid, unsigned seconds, double *rss_mb, double *cpu)
 	end = start + (uint64_t)seconds * 1000000u;
 	for (next = start; next <= end; next += SAMPLE_MS * 1000u) {
 		sleep_until(next);
-		rc = read_rss_kib(pid, &rss);
+		rc = bench_rss_kib(pid, &rss);
 		if (rc)
 			return rc;
 		if (rss > max_rss)

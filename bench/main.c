@@ -1,7 +1,9 @@
-/* vigie-bench: measures the node and its panel receiver and prints one JSON object per figure on
- * stdout, {"name":..,"value":..,"unit":..[,"baseline":..,"ratio":..]};
- * progress goes to stderr. Everything runs on 127.0.0.1 with brokers and
- * nodes it starts itself and stops again, also when interrupted. */
+/* vigie-bench: measures the node, its panel receiver and the relay, and
+ * prints one JSON object per figure on stdout,
+ *   {"name":..,"value":..,"unit":..[,"baseline":..,"ratio":..]};
+ * progress goes to stderr. Everything runs on 127.0.0.1 with brokers,
+ * nodes and relays it starts itself and stops again, also when
+ * interrupted. */
 #include <getopt.h>
 #include <math.h>
 #include <stdarg.h>
@@ -23,7 +25,7 @@ static const char usage[] =
 	"  --only PREFIX     run only the figures whose name starts with "
 	"PREFIX\n"
 	"                    (repeatable), e.g. --only node.latency\n"
-	"  --quick           short run (CI smoke test, well under 30 s)\n"
+	"  --quick           short run (CI smoke test, under 45 s)\n"
 	"  --no-persistence  site brokers without persistence, to take the\n"
 	"                    broker's disk out of the figures (production has "
 	"it)\n"
@@ -32,7 +34,10 @@ static const char usage[] =
 	"figures: node.publish_rate (events/s), node.latency_p50 and\n"
 	"node.latency_p99 (us), node.idle_rss (MB), node.idle_cpu (%),\n"
 	"panels.frame_rate and panels.frame_rate_aes (frames/s),\n"
-	"panels.latency_p99 and panels.ack_latency_p99 (us)\n"
+	"panels.latency_p99 and panels.ack_latency_p99 (us),\n"
+	"relay.latency_p50 and relay.latency_p99 (us), relay.throughput\n"
+	"(events/s), relay.rss_10k_nodes (MB), patterns.eval_rate\n"
+	"(incidents/s), patterns.bytes_per_incident, security.verify_us\n"
 	"output: one JSON object per line on stdout; progress on stderr\n"
 	"exit status: 0 all figures measured, 1 some failed, 2 bad usage\n";
 
@@ -48,6 +53,12 @@ static const struct figure figures[] = {
 	{{"panels.frame_rate", "panels.frame_rate_aes", "panels.latency_p99",
 	  "panels.ack_latency_p99", NULL},
 	 bench_panels},
+	{{"relay.latency_p50", "relay.latency_p99", NULL}, bench_relay_latency},
+	{{"relay.throughput", NULL}, bench_relay_throughput},
+	{{"relay.rss_10k_nodes", NULL}, bench_relay_rss},
+	{{"patterns.eval_rate", "patterns.bytes_per_incident", NULL},
+	 bench_patterns},
+	{{"security.verify_us", NULL}, bench_security},
 };
 
 bool bench_wanted(const struct bench_opts *o, const char *name)

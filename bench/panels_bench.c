@@ -31,7 +31,6 @@
 #include "vigie/error.h"
 #include "vigie/log.h"
 
-
 #define NODE_ID            "panels"
 #define PANELS_FULL        200u
 #define PANELS_QUICK       50u

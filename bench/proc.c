@@ -7,6 +7,7 @@
  * signal handler and may use waitpid, nftw and stdio. A child also gets
  * PR_SET_PDEATHSIG, so even a SIGKILL of the bench does not leave brokers
  * behind. */
+#include <dirent.h>
 #include <errno.h>
 #include <libgen.h>
 #include <fcntl.h>
@@ -293,4 +294,58 @@ int bench_self_dir(char *buf, size_t len)
 	if (snprintf(buf, len, "%s", dirname(self)) >= (int)len)
 		return VIGIE_ETOOBIG;
 	return 0;
+}
+
+int bench_rss_kib(pid_t pid, unsigned long *out)
+{
+	char path[64], line[256];
+	FILE *f;
+	int rc = VIGIE_ESYS;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return VIGIE_ESYS;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %lu kB", out) == 1) {
+			rc = 0;
+			break;
+		}
+	fclose(f);
+	return rc;
+}
+
+/* The run time of each thread from /proc/PID/task/TID/schedstat: an idle
+ * node uses less than one tick over a whole window, so utime+stime alone
+ * (10 ms ticks) reads 0. */
+int bench_cpu_ns(pid_t pid, unsigned long long *out)
+{
+	char path[64], file[64 + 256 + 16];
+	unsigned long long sum = 0, ns;
+	struct dirent *de;
+	DIR *d;
+	FILE *f;
+	int rc = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return VIGIE_ESYS;
+	while (rc == 0 && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(file, sizeof(file), "%s/%s/schedstat", path,
+			 de->d_name);
+		f = fopen(file, "r");
+		if (!f)
+			continue; /* the thread just ended */
+		if (fscanf(f, "%llu", &ns) == 1)
+			sum += ns;
+		else
+			rc = VIGIE_EDECODE;
+		fclose(f);
+	}
+	closedir(d);
+	*out = sum;
+	return rc;
 }
