@@ -11,8 +11,10 @@
 
 #include "node.h"
 #include "sia.h"
+#include "simulate.h"
 #include "vigie/error.h"
 #include "vigie/log.h"
+#include "vigie/sign.h"
 
 #define EXIT_USAGE 2
 
@@ -23,6 +25,11 @@ static const char usage[] =
 	"       vigie-node inject -c FILE|-s SOCKET [LINE ...]\n"
 	"                                            send event lines (stdin "
 	"without LINE)\n"
+	"       vigie-node keygen --site S --node N --out FILE\n"
+	"                                            create an Ed25519 "
+	"signing key\n"
+	"                                            (FILE, 0600) and its "
+	"trust line (FILE.pub)\n"
 	"run options:\n"
 	"  -c, --config FILE          node configuration (YAML)\n"
 	"      --scenario FILE        replay a scenario file of timed events\n"
@@ -282,6 +289,66 @@ static int cmd_inject(const char *sock_path, int argc, char **argv)
 	return j.failures || j.answered < j.sent ? 1 : 0;
 }
 
+/* keygen: idempotent. An existing key is kept (never replaced: the relay's
+ * trust store names it) and its .pub written again if missing. */
+static int cmd_keygen(int argc, char **argv)
+{
+	const char *site = NULL, *node = NULL, *out = NULL;
+	struct vigie_sign_key k;
+	char line[256], pub[4096], err[512];
+	bool created = false;
+	FILE *f;
+	int rc;
+
+	for (int i = 0; i + 1 < argc; i += 2) {
+		if (strcmp(argv[i], "--site") == 0)
+			site = argv[i + 1];
+		else if (strcmp(argv[i], "--node") == 0)
+			node = argv[i + 1];
+		else if (strcmp(argv[i], "--out") == 0)
+			out = argv[i + 1];
+		else
+			break;
+	}
+	if (!site || !node || !out || argc % 2) {
+		fprintf(stderr, "usage: vigie-node keygen --site S --node N "
+				"--out FILE\n");
+		return EXIT_USAGE;
+	}
+	if (!vigie_id_valid(site) || !vigie_id_valid(node)) {
+		fprintf(stderr, "vigie-node keygen: site and node are ids "
+				"([a-z0-9_-], 1..64)\n");
+		return EXIT_USAGE;
+	}
+	if (access(out, F_OK) == 0) {
+		rc = vigie_sign_key_load(out, &k, err, sizeof(err));
+	} else {
+		rc = vigie_sign_keygen(&k);
+		if (rc == 0)
+			rc = vigie_sign_key_save(&k, out);
+		if (rc)
+			snprintf(err, sizeof(err), "%s: cannot write: %s", out,
+				 vigie_strerror(rc));
+		created = rc == 0;
+	}
+	if (rc) {
+		fprintf(stderr, "vigie-node keygen: %s\n", err);
+		return 1;
+	}
+	rc = vigie_sign_trust_line(&k, site, node, line, sizeof(line));
+	snprintf(pub, sizeof(pub), "%s.pub", out);
+	f = rc ? NULL : fopen(pub, "we");
+	if (!f || fputs(line, f) == EOF || fclose(f) != 0) {
+		fprintf(stderr, "vigie-node keygen: cannot write %s\n", pub);
+		vigie_sign_key_wipe(&k);
+		return 1;
+	}
+	printf("%s %s key %s for %s/%s\n", created ? "created" : "kept", out,
+	       k.key_id, site, node);
+	vigie_sign_key_wipe(&k);
+	return 0;
+}
+
 static int cmd_run(const char *config, const char *scenario_path, double speed,
 		   unsigned loops, bool exit_after)
 {
@@ -294,6 +361,14 @@ static int cmd_run(const char *config, const char *scenario_path, double speed,
 		fprintf(stderr, "%s\n", err);
 		return EXIT_USAGE;
 	}
+	if (a.cfg.signing_key)
+		vigie_log_info("signing events and heartbeats with key %s",
+			       a.cfg.signing_key->key_id);
+	else
+		vigie_log_warn("no signing_key in %s: events and heartbeats "
+			       "go unsigned (a relay with a trust store "
+			       "refuses them)",
+			       config);
 	if (scenario_path && vigie__scenario_load(scenario_path, &a.scenario,
 						  err, sizeof(err))) {
 		fprintf(stderr, "%s\n", err);
@@ -388,6 +463,10 @@ int main(int argc, char **argv)
 		argv++;
 		argc--;
 	}
+	if (strcmp(cmd, "keygen") == 0)
+		return cmd_keygen(argc - 1, argv + 1);
+	if (vigie__simulate_wanted(argc, argv))
+		return vigie__simulate_main(argc, argv);
 	while ((c = getopt_long(argc, argv, "c:s:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
