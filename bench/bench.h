@@ -33,6 +33,8 @@
 
 /* The site id every figure uses. */
 #define BENCH_SITE "bench"
+/* How long a bridge may take to carry its first message. */
+#define BENCH_BRIDGE_TIMEOUT_MS 10000u
 /* The police post of the relay figures. */
 #define BENCH_POST "pp-bench"
 
@@ -129,6 +131,12 @@ int bench_broker_start(struct bench_broker *b, const char *name,
 
 /* bench_broker_stop: stop it by PID. Returns 0 or VIGIE_ESYS. */
 int bench_broker_stop(struct bench_broker *b);
+
+/* bench_mesh_start: a central broker and the site broker `site_name`
+ * bridged to it, ready to carry messages. On error the caller still stops
+ * both (bench_broker_stop is a no-op on a broker that did not start). */
+int bench_mesh_start(const struct bench_opts *o, const char *site_name,
+		     struct bench_broker *central, struct bench_broker *site);
 
 /* bench_bridge_wait: until a message published on the site broker under
  * vigie/v1/site/<site>/ reaches the central broker and one published on the

@@ -30,10 +30,9 @@
 /* The first events pay for cold caches and connection warm-up. */
 #define WARMUP 100u
 /* After the last event is sent, for stragglers (a re-send takes 5 s). */
-#define DRAIN_FULL_MS     15000u
-#define DRAIN_QUICK_MS    6000u
-#define BRIDGE_TIMEOUT_MS 10000u
-#define BIRTH_TIMEOUT_MS  10000u
+#define DRAIN_FULL_MS    15000u
+#define DRAIN_QUICK_MS   6000u
+#define BIRTH_TIMEOUT_MS 10000u
 
 struct lat_run {
 	struct bench_node bn;
@@ -224,7 +223,6 @@ int bench_latency(const struct bench_opts *o)
 {
 	static struct lat_run r;
 	struct bench_broker central, site;
-	struct bench_bridge bridge = {.site = BENCH_SITE};
 	struct percentiles node = {0}, bare = {0};
 	uint64_t n = (uint64_t)RATE * (o->quick ? SECONDS_QUICK : SECONDS_FULL);
 	int rc;
@@ -232,19 +230,7 @@ int bench_latency(const struct bench_opts *o)
 	memset(&r, 0, sizeof(r));
 	r.n = n;
 	r.drain_ms = o->quick ? DRAIN_QUICK_MS : DRAIN_FULL_MS;
-	memset(&site, 0, sizeof(site));
-	/* Persistence on the site broker as in production; the central one
-	 * is whatever the deployment scales to (DESIGN.md, "Scale"), and its
-	 * disk is not the node's cost. */
-	rc = bench_broker_start(&central, "central", false, NULL);
-	if (rc)
-		return rc;
-	bridge.central_port = central.port;
-	rc = bench_broker_start(&site, "latency-site", !o->no_persistence,
-				&bridge);
-	if (rc == 0)
-		rc = bench_bridge_wait(&site, &central, BENCH_SITE,
-				       BRIDGE_TIMEOUT_MS);
+	rc = bench_mesh_start(o, "latency-site", &central, &site);
 	if (rc == 0) {
 		bench_progress("node.latency: bare libmosquitto, %llu events "
 			       "at %.0f/s",

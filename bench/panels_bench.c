@@ -45,7 +45,6 @@
 #define ARRIVAL_TIMEOUT_MS 15000u
 #define DRAIN_TIMEOUT_MS   120000u
 #define BIRTH_TIMEOUT_MS   10000u
-#define BRIDGE_TIMEOUT_MS  10000u
 
 /* Accounts: clear A00000+i, AES B00000+i, latency C00000+i. */
 #define ACCT_CLEAR 0xA00000u
@@ -702,7 +701,6 @@ int bench_panels(const struct bench_opts *o)
 {
 	static struct pnode pn;
 	struct bench_broker central, site;
-	struct bench_bridge bridge = {.site = BENCH_SITE};
 	struct bench_sink *relay = NULL;
 	unsigned panels = o->quick ? PANELS_QUICK : PANELS_FULL;
 	uint64_t frames = o->quick ? FRAMES_QUICK : FRAMES_FULL;
@@ -718,16 +716,7 @@ int bench_panels(const struct bench_opts *o)
 	int rc;
 
 	memset(&pn, 0, sizeof(pn));
-	memset(&site, 0, sizeof(site));
-	rc = bench_broker_start(&central, "central", false, NULL);
-	if (rc)
-		return rc;
-	bridge.central_port = central.port;
-	rc = bench_broker_start(&site, "panels-site", !o->no_persistence,
-				&bridge);
-	if (rc == 0)
-		rc = bench_bridge_wait(&site, &central, BENCH_SITE,
-				       BRIDGE_TIMEOUT_MS);
+	rc = bench_mesh_start(o, "panels-site", &central, &site);
 	if (rc == 0) {
 		struct bench_sink_options ro = {
 			.port = central.port,

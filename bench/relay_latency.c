@@ -49,13 +49,12 @@
 #define SECONDS_FULL  10u
 #define SECONDS_QUICK 2u
 /* The first events pay for cold caches and connection warm-up. */
-#define WARMUP            100u
-#define DRAIN_FULL_MS     15000u
-#define DRAIN_QUICK_MS    6000u
-#define BRIDGE_TIMEOUT_MS 10000u
-#define PUB_INFLIGHT      1000
-#define NODE_BARE         "fwd-lat"
-#define NODE_RELAY        "relay-lat"
+#define WARMUP         100u
+#define DRAIN_FULL_MS  15000u
+#define DRAIN_QUICK_MS 6000u
+#define PUB_INFLIGHT   1000
+#define NODE_BARE      "fwd-lat"
+#define NODE_RELAY     "relay-lat"
 
 /* ---- the police post ---- */
 
@@ -429,24 +428,12 @@ static int run_relay(int site_port, int central_port, uint64_t n,
 int bench_relay_latency(const struct bench_opts *o)
 {
 	struct bench_broker central, site;
-	struct bench_bridge bridge = {.site = BENCH_SITE};
 	struct percentiles relay = {0}, bare = {0};
 	uint64_t n = (uint64_t)RATE * (o->quick ? SECONDS_QUICK : SECONDS_FULL);
 	unsigned drain_ms = o->quick ? DRAIN_QUICK_MS : DRAIN_FULL_MS;
 	int rc;
 
-	memset(&site, 0, sizeof(site));
-	/* As node.latency: the site broker persists as in production; the
-	 * central one is whatever the deployment scales to. */
-	rc = bench_broker_start(&central, "central", false, NULL);
-	if (rc)
-		return rc;
-	bridge.central_port = central.port;
-	rc = bench_broker_start(&site, "relay-site", !o->no_persistence,
-				&bridge);
-	if (rc == 0)
-		rc = bench_bridge_wait(&site, &central, BENCH_SITE,
-				       BRIDGE_TIMEOUT_MS);
+	rc = bench_mesh_start(o, "relay-site", &central, &site);
 	if (rc == 0) {
 		bench_progress("relay.latency: bare forwarder, %llu alarms at "
 			       "%.0f/s",
