@@ -34,6 +34,18 @@ int vigie_log_level_parse(const char *name, enum vigie_log_level *out)
 	return VIGIE_EINVAL;
 }
 
+int vigie_log_level_arg(const char *prog, const char *arg,
+			enum vigie_log_level *out)
+{
+	if (vigie_log_level_parse(arg, out) == 0)
+		return 0;
+	fprintf(stderr,
+		"%s: --log-level: expected error, warn, info or debug, got "
+		"\"%s\"\n",
+		prog, arg ? arg : "");
+	return VIGIE_EINVAL;
+}
+
 void vigie_log(enum vigie_log_level level, const char *fmt, ...)
 {
 	char stamp[40];

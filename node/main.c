@@ -503,12 +503,7 @@ int main(int argc, char **argv)
 			exit_after = true;
 			break;
 		case 'L':
-			if (vigie_log_level_parse(optarg, &level)) {
-				fprintf(stderr,
-					"vigie-node: --log-level: expected "
-					"error, warn, info or debug, got "
-					"\"%s\"\n",
-					optarg);
+			if (vigie_log_level_arg("vigie-node", optarg, &level)) {
 				return EXIT_USAGE;
 			}
 			break;

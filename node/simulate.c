@@ -608,10 +608,7 @@ int vigie__simulate_main(int argc, char **argv)
 				goto out_free_paths;
 			break;
 		case 'L':
-			if (vigie_log_level_parse(optarg, &level)) {
-				fprintf(stderr, "vigie-node: --log-level: "
-						"expected error, warn, info or "
-						"debug\n");
+			if (vigie_log_level_arg("vigie-node", optarg, &level)) {
 				goto out_free_paths;
 			}
 			break;

@@ -611,12 +611,7 @@ int main(int argc, char **argv)
 			o.log_file = optarg;
 			break;
 		case OPT_LOG_LEVEL:
-			if (vigie_log_level_parse(optarg, &level)) {
-				fprintf(stderr,
-					"vigie-post: --log-level: expected "
-					"error, warn, info or debug, got "
-					"\"%s\"\n",
-					optarg);
+			if (vigie_log_level_arg("vigie-post", optarg, &level)) {
 				return EXIT_USAGE;
 			}
 			break;

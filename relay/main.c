@@ -208,12 +208,8 @@ int main(int argc, char **argv)
 			all = true;
 			break;
 		case 'L':
-			if (vigie_log_level_parse(optarg, &level)) {
-				fprintf(stderr,
-					"vigie-relay: --log-level: expected "
-					"error, warn, info or debug, got "
-					"\"%s\"\n",
-					optarg);
+			if (vigie_log_level_arg("vigie-relay", optarg,
+						&level)) {
 				return EXIT_USAGE;
 			}
 			break;

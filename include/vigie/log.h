@@ -18,6 +18,12 @@ void vigie_log_init(const char *ident, enum vigie_log_level level);
  * Returns 0, or VIGIE_EINVAL for an unknown name. */
 int vigie_log_level_parse(const char *name, enum vigie_log_level *out);
 
+/* vigie_log_level_arg: the same for a --log-level command-line argument;
+ * on a bad name prints "PROG: --log-level: expected ..." to stderr and
+ * returns VIGIE_EINVAL. */
+int vigie_log_level_arg(const char *prog, const char *arg,
+			enum vigie_log_level *out);
+
 void vigie_log(enum vigie_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
