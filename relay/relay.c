@@ -951,7 +951,7 @@ static void on_seal(void *ud)
 		return; /* receipts follow the next batch, or the next repeat */
 	rc->r = r;
 	rc->n = n;
-	if (vigie__store_defer(r->store, receipts_cb, rc))
+	if (vigie__store_defer_durable(r->store, receipts_cb, rc))
 		free(rc);
 }
 
@@ -1452,10 +1452,12 @@ static void on_verified(void *ud, struct verify_job *j)
 	default:
 		break;
 	}
-	if (j->t.type == VIGIE_TOPIC_EVENT)
+	if (j->t.type == VIGIE_TOPIC_EVENT) {
 		ingest_event(r, &j->t, j->topic, j->payload, j->len, j->ev, j);
-	else
+		vigie__store_flush(r->store);
+	} else {
 		ingest_heartbeat(r, &j->t, j->topic, j->body, j);
+	}
 }
 
 static void set_uncovered(struct vigie_relay *r, struct sup_node *n,
@@ -1813,6 +1815,7 @@ static void on_message(struct vigie_mqtt *m, void *ud, const char *topic,
 	switch (t.type) {
 	case VIGIE_TOPIC_EVENT:
 		handle_event(r, &t, topic, payload, len);
+		vigie__store_flush(r->store);
 		break;
 	case VIGIE_TOPIC_HEARTBEAT:
 		handle_heartbeat(r, &t, topic, payload, len);

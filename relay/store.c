@@ -5,11 +5,20 @@
  * at most one batch is ever in flight and open/load/close run only when
  * none is, so it is never used by two threads at once (SQLITE_OPEN_NOMUTEX).
  * A batch in flight is read by the worker only; everything else (the open
- * batch, deferred work, handles) belongs to the loop thread. */
+ * batch, deferred work, handles) belongs to the loop thread.
+ *
+ * Checkpoints: a second connection, used by one thread-pool worker at a
+ * time, copies the WAL back into the database (PASSIVE: it never blocks the
+ * writer) whenever the WAL has grown past CHECKPOINT_FRAMES; the writing
+ * connection's autocheckpoint is off. */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -24,6 +33,11 @@
 #define RETRY_MS        1000
 /* Retries of a failing batch while closing before giving up on it. */
 #define CLOSE_RETRIES 3
+/* WAL frames after which a checkpoint runs beside the writer. SQLite's own
+ * autocheckpoint (also 1000) would run it inside a commit, and so in front
+ * of the Receipts and Dispatches waiting for that commit: ~6 ms every ~60
+ * alarms, measured. */
+#define CHECKPOINT_FRAMES 1000
 
 static const char schema_sql[] =
 	"CREATE TABLE IF NOT EXISTS events ("
@@ -160,9 +174,12 @@ struct chunk {
 	_Alignas(8) uint8_t data[];
 };
 
+enum { DEFERS_EARLY, DEFERS_DURABLE, DEFERS_ALL };
+
 struct defer {
 	store_defer_cb cb;
 	void *arg;
+	bool durable; /* after the fsync, not just the commit */
 };
 
 struct batch {
@@ -172,7 +189,9 @@ struct batch {
 	struct defer *defers;
 	size_t n_defers, cap_defers;
 	size_t n_events;
+	bool needs_sync; /* holds durable defers: fsync the WAL after commit */
 	int tries;
+	struct batch *next; /* in the queue waiting for an fsync */
 };
 
 enum store_state { ST_OPEN, ST_CLOSING };
@@ -181,7 +200,9 @@ struct relay_store {
 	uv_loop_t *loop;
 	char *path;
 	sqlite3 *db;
+	sqlite3 *ckpt_db; /* checkpoints only */
 	sqlite3_stmt *st_begin, *st_commit, *st_rollback;
+	int wal_fd; /* the WAL, for the fsync after a commit; -1 until open */
 	sqlite3_stmt *stmts[S_COUNT];
 	struct store_options opt;
 
@@ -192,6 +213,16 @@ struct relay_store {
 	bool sealing;
 	bool want_seal; /* on_seal wanted even for an empty batch */
 	uv_work_t work;
+	/* Committed batches whose durable work waits for an fsync, oldest
+	 * first; one fsync runs at a time, beside the next commits, and
+	 * covers every batch queued when it started (up to sync_upto). */
+	struct batch *synq, *synq_tail, *sync_upto;
+	bool syncing;
+	uv_work_t sync;
+	int sync_errno;
+	uv_work_t ckpt_work;
+	bool ckpt_running;
+	int wal_frames; /* after the last commit: written by the worker */
 	uv_idle_t kick;
 	uv_timer_t retry;
 	int batch_rc;
@@ -252,7 +283,9 @@ static void batch_recycle(struct relay_store *st, struct batch *b)
 	b->n_ops = 0;
 	b->n_defers = 0;
 	b->n_events = 0;
+	b->needs_sync = false;
 	b->tries = 0;
+	b->next = NULL;
 	st->spare = b;
 }
 
@@ -279,6 +312,7 @@ static void *arena_alloc(struct batch *b, size_t size)
 }
 
 static void kick_cb(uv_idle_t *h);
+static void submit(struct relay_store *st);
 
 /* Seal the open batch on the next loop turn: whatever the I/O of this turn
  * queues rides along (group commit without an added delay). */
@@ -496,7 +530,8 @@ int vigie__store_del_pattern(struct relay_store *st, const char *ns,
 	return put(st, S_PATTERN_DEL, v, 2);
 }
 
-int vigie__store_defer(struct relay_store *st, store_defer_cb cb, void *arg)
+static int defer(struct relay_store *st, store_defer_cb cb, void *arg,
+		 bool durable)
 {
 	struct batch *b = st->cur;
 
@@ -513,9 +548,31 @@ int vigie__store_defer(struct relay_store *st, store_defer_cb cb, void *arg)
 	}
 	b->defers[b->n_defers].cb = cb;
 	b->defers[b->n_defers].arg = arg;
+	b->defers[b->n_defers].durable = durable;
 	b->n_defers++;
+	if (durable && st->opt.sync_full)
+		b->needs_sync = true;
 	start_kick(st);
 	return 0;
+}
+
+int vigie__store_defer(struct relay_store *st, store_defer_cb cb, void *arg)
+{
+	return defer(st, cb, arg, false);
+}
+
+int vigie__store_defer_durable(struct relay_store *st, store_defer_cb cb,
+			       void *arg)
+{
+	return defer(st, cb, arg, true);
+}
+
+void vigie__store_flush(struct relay_store *st)
+{
+	if (!uv_is_active((uv_handle_t *)&st->kick))
+		return;
+	uv_idle_stop(&st->kick);
+	submit(st);
 }
 
 void vigie__store_kick(struct relay_store *st)
@@ -607,6 +664,57 @@ static void work_cb(uv_work_t *w)
 	st->batch_rc = rc;
 }
 
+/* fsync the directory holding `path` (modified in place). */
+static int fsync_dir_of(char *path)
+{
+	char *slash = strrchr(path, '/');
+	int fd, rc;
+
+	if (!slash)
+		snprintf(path, 2, ".");
+	else if (slash == path)
+		path[1] = '\0';
+	else
+		*slash = '\0';
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	rc = fsync(fd);
+	close(fd);
+	return rc;
+}
+
+/* The second half of synchronous=FULL, after the commits' effects left:
+ * the WAL's frames reach the disk. Our own descriptor, so that it never
+ * touches the connection another worker may be committing with; an fsync
+ * flushes the file, whichever descriptor wrote it. The first one also
+ * makes the WAL's directory entry durable. */
+static void sync_work_cb(uv_work_t *w)
+{
+	struct relay_store *st = container_of(w, struct relay_store, sync);
+	char path[PATH_MAX];
+	int fd;
+
+	st->sync_errno = 0;
+	if (st->wal_fd < 0) {
+		snprintf(path, sizeof(path), "%s-wal", st->path);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			st->sync_errno = errno;
+			return;
+		}
+		snprintf(path, sizeof(path), "%s", st->path);
+		if (fsync_dir_of(path) != 0) {
+			st->sync_errno = errno;
+			close(fd);
+			return;
+		}
+		st->wal_fd = fd;
+	}
+	if (fdatasync(st->wal_fd) != 0)
+		st->sync_errno = errno;
+}
+
 static void finish_close(struct relay_store *st);
 static void submit(struct relay_store *st);
 
@@ -615,10 +723,115 @@ static void retry_cb(uv_timer_t *t)
 	submit(t->data);
 }
 
-static void run_defers(struct batch *b, int status)
+/* Run the batch's deferred work of one kind (or both), in queue order. */
+static void run_defers(struct batch *b, int status, int which)
 {
 	for (size_t i = 0; i < b->n_defers; i++)
-		b->defers[i].cb(b->defers[i].arg, status);
+		if (which == DEFERS_ALL ||
+		    (which == DEFERS_DURABLE) == b->defers[i].durable)
+			b->defers[i].cb(b->defers[i].arg, status);
+}
+
+static void maybe_checkpoint(struct relay_store *st);
+
+static void after_sync_cb(uv_work_t *w, int status);
+
+static void start_sync(struct relay_store *st)
+{
+	if (st->syncing || !st->synq)
+		return;
+	st->syncing = true;
+	st->sync_upto = st->synq_tail;
+	uv_queue_work(st->loop, &st->sync, sync_work_cb, after_sync_cb);
+}
+
+/* Run b's early work now, its durable work after the next fsync. */
+static void queue_for_sync(struct relay_store *st, struct batch *b)
+{
+	run_defers(b, 0, DEFERS_EARLY);
+	if (st->synq_tail)
+		st->synq_tail->next = b;
+	else
+		st->synq = b;
+	st->synq_tail = b;
+	start_sync(st);
+}
+
+static void after_sync_cb(uv_work_t *w, int status)
+{
+	struct relay_store *st = container_of(w, struct relay_store, sync);
+	int rc = status == 0 && st->sync_errno == 0 ? 0 : VIGIE_EIO;
+	struct batch *b, *upto = st->sync_upto;
+
+	st->syncing = false;
+	if (rc) {
+		/* The committed rows may not be on the disk: their Receipts
+		 * are not sent. Nodes send those events again; the repeats
+		 * are receipted after a later fsync. */
+		st->failures++;
+		vigie_log_error("relay store %s: fsync of the WAL: %s: "
+				"receipts held back",
+				st->path,
+				status ? "cancelled"
+				       : strerror(st->sync_errno));
+	}
+	do {
+		b = st->synq;
+		st->synq = b->next;
+		if (!st->synq)
+			st->synq_tail = NULL;
+		run_defers(b, rc, DEFERS_DURABLE);
+		batch_recycle(st, b);
+	} while (b != upto);
+	start_sync(st);
+	if (st->state == ST_CLOSING)
+		submit(st); /* finishes the close once all is done */
+}
+
+/* ---- checkpoints, beside the writer ---- */
+
+/* Runs on the worker after each commit: the WAL's size in frames. */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	struct relay_store *st = arg;
+
+	(void)db;
+	(void)name;
+	st->wal_frames = frames;
+	return SQLITE_OK;
+}
+
+static void ckpt_work_cb(uv_work_t *w)
+{
+	struct relay_store *st = container_of(w, struct relay_store, ckpt_work);
+	int log = 0, done = 0;
+	int rc = sqlite3_wal_checkpoint_v2(
+		st->ckpt_db, "main", SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+
+	/* BUSY: another checkpoint (a `vigie-relay audit` closing, say) holds
+	 * the lock; the next commit asks again. */
+	if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+		vigie_log_warn("relay store %s: checkpoint: %s", st->path,
+			       sqlite3_errmsg(st->ckpt_db));
+}
+
+static void ckpt_after_cb(uv_work_t *w, int status)
+{
+	struct relay_store *st = container_of(w, struct relay_store, ckpt_work);
+
+	(void)status;
+	st->ckpt_running = false;
+	if (st->state == ST_CLOSING && !st->working && !st->inflight)
+		submit(st); /* finishes the close */
+}
+
+static void maybe_checkpoint(struct relay_store *st)
+{
+	if (st->ckpt_running || !st->ckpt_db || st->state != ST_OPEN ||
+	    st->wal_frames < CHECKPOINT_FRAMES)
+		return;
+	st->ckpt_running = true;
+	uv_queue_work(st->loop, &st->ckpt_work, ckpt_work_cb, ckpt_after_cb);
 }
 
 static void after_work_cb(uv_work_t *w, int status)
@@ -631,9 +844,17 @@ static void after_work_cb(uv_work_t *w, int status)
 		st->commits++;
 		st->inflight = NULL;
 		/* Deferred work may queue more: it lands in `cur`. */
-		run_defers(b, 0);
-		batch_recycle(st, b);
+		if (!b->needs_sync) {
+			run_defers(b, 0, DEFERS_ALL);
+			batch_recycle(st, b);
+		} else {
+			/* In the OS (a kill -9 keeps it): what it decided
+			 * leaves now, its Receipts once it is on the disk;
+			 * the next batch commits meanwhile. */
+			queue_for_sync(st, b);
+		}
 		submit(st);
+		maybe_checkpoint(st);
 		return;
 	}
 	st->failures++;
@@ -648,7 +869,7 @@ static void after_work_cb(uv_work_t *w, int status)
 			"unreceipted, their nodes will send them again",
 			st->path, b->n_events);
 		st->inflight = NULL;
-		run_defers(b, VIGIE_EIO);
+		run_defers(b, VIGIE_EIO, DEFERS_ALL);
 		batch_free(b);
 		submit(st);
 		return;
@@ -686,14 +907,19 @@ static void submit(struct relay_store *st)
 	}
 	if (!b->n_ops) {
 		/* Nothing to write and nothing in flight: what it waits for
-		 * is committed already. */
+		 * is committed already, and on the disk unless an fsync is
+		 * still to come. */
 		struct batch *fresh = batch_new(st);
 
 		if (!fresh)
 			return; /* try again on the next kick */
 		st->cur = fresh;
-		run_defers(b, 0);
-		batch_recycle(st, b);
+		if (b->needs_sync && st->synq) {
+			queue_for_sync(st, b);
+		} else {
+			run_defers(b, 0, DEFERS_ALL);
+			batch_recycle(st, b);
+		}
 		submit(st);
 		return;
 	}
@@ -776,17 +1002,33 @@ static int db_open(struct relay_store *st)
 		return VIGIE_EIO;
 	}
 	sqlite3_finalize(s);
-	/* FULL: a commit is fsync'd before COMMIT returns, and the Receipt
-	 * (which lets a node forget the event) follows the commit. NORMAL
-	 * survives a kill -9 but not a power cut. */
-	rc = exec_sql(st,
-		      st->opt.sync_full ? "PRAGMA synchronous=FULL"
-					: "PRAGMA synchronous=NORMAL",
+	/* The connection commits with NORMAL: a commit is in the OS when
+	 * COMMIT returns (a kill -9 keeps it), and the WAL is fsync'd after
+	 * it, by sync_work_cb, when sync_full and the batch holds durable
+	 * work (a Receipt lets a node forget its event: that waits for the
+	 * disk). NORMAL alone survives a kill -9 but not a power cut. */
+	rc = exec_sql(st, "PRAGMA synchronous=NORMAL",
 		      "cannot configure the database");
 	if (rc)
 		return rc;
-	return exec_sql(st, "PRAGMA journal_size_limit=67108864;",
-			"cannot configure the database");
+	rc = exec_sql(st,
+		      "PRAGMA journal_size_limit=67108864;"
+		      "PRAGMA wal_autocheckpoint=0;",
+		      "cannot configure the database");
+	if (rc)
+		return rc;
+	sqlite3_wal_hook(st->db, wal_hook, st);
+	/* The checkpointer's connection; WAL mode is the database's now. */
+	rc = sqlite3_open_v2(st->path, &st->ckpt_db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		vigie_log_error("relay store %s: cannot open: %s", st->path,
+				st->ckpt_db ? sqlite3_errmsg(st->ckpt_db)
+					    : sqlite3_errstr(rc));
+		return VIGIE_EIO;
+	}
+	sqlite3_busy_timeout(st->ckpt_db, BUSY_TIMEOUT_MS);
+	return 0;
 }
 
 static int db_schema(struct relay_store *st)
@@ -836,6 +1078,7 @@ int vigie__store_open(uv_loop_t *loop, const char *path,
 	if (!st)
 		return VIGIE_ENOMEM;
 	st->loop = loop;
+	st->wal_fd = -1;
 	st->path = strdup(path);
 	if (o)
 		st->opt = *o;
@@ -865,6 +1108,7 @@ int vigie__store_open(uv_loop_t *loop, const char *path,
 	return 0;
 out_close:
 	finalize_all(st);
+	sqlite3_close(st->ckpt_db);
 	sqlite3_close(st->db);
 out_free:
 	free(st->cur);
@@ -1087,9 +1331,19 @@ static void on_handle_closed(uv_handle_t *h)
 
 static void finish_close(struct relay_store *st)
 {
-	if (st->handles_open == 0 || uv_is_closing((uv_handle_t *)&st->kick))
-		return;
+	if (st->handles_open == 0 || uv_is_closing((uv_handle_t *)&st->kick) ||
+	    st->ckpt_running || st->syncing || st->synq)
+		return; /* a running checkpoint or fsync calls back when done */
 	finalize_all(st);
+	if (st->wal_fd >= 0)
+		close(st->wal_fd);
+	st->wal_fd = -1;
+	/* Closed first: the last connection's close checkpoints what is
+	 * left of the WAL and removes it. */
+	if (sqlite3_close(st->ckpt_db) != SQLITE_OK)
+		vigie_log_warn("relay store %s: close: %s", st->path,
+			       sqlite3_errmsg(st->ckpt_db));
+	st->ckpt_db = NULL;
 	if (sqlite3_close(st->db) != SQLITE_OK)
 		vigie_log_warn("relay store %s: close: %s", st->path,
 			       sqlite3_errmsg(st->db));
