@@ -149,6 +149,41 @@ static void test_defer_after_commit_in_order(void **state)
 	assert_true(c->seals >= 1);
 }
 
+static int position(const struct ctx *c, int id)
+{
+	for (int i = 0; i < c->n_order; i++)
+		if (c->order[i] == id)
+			return i;
+	return -1;
+}
+
+/* A commit's effects leave at the commit; its durable work (Receipts)
+ * only after the fsync that follows, and in order with the durable work
+ * of later batches, also of a batch with nothing to write. */
+static void test_durable_work_waits_for_the_fsync(void **state)
+{
+	struct ctx *c = *state;
+	struct defer_arg d1 = {c, 1, 0}, e1 = {c, 2, 0}, d2 = {c, 3, 0},
+			 e2 = {c, 4, 0};
+
+	put_event(c, "n1", 7, 1);
+	assert_int_equal(vigie__store_defer_durable(c->st, record, &d1), 0);
+	assert_int_equal(vigie__store_defer(c->st, record, &e1), 0);
+	vigie__store_flush(c->st);
+	while (c->n_order < 1)
+		uv_run(&c->loop, UV_RUN_ONCE);
+	/* Queued second, ran first: it does not wait for the disk. */
+	assert_int_equal(c->order[0], 2);
+	assert_int_equal(e1.rows_seen, 1);
+	assert_int_equal(vigie__store_defer_durable(c->st, record, &d2), 0);
+	assert_int_equal(vigie__store_defer(c->st, record, &e2), 0);
+	while (c->n_order < 4)
+		uv_run(&c->loop, UV_RUN_ONCE);
+	assert_true(position(c, 1) < position(c, 3));
+	assert_int_equal(d1.rows_seen, 1);
+	assert_int_equal(vigie__store_backlog(c->st), 0);
+}
+
 static void test_group_commit(void **state)
 {
 	struct ctx *c = *state;
@@ -406,6 +441,7 @@ int main(void)
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_defer_after_commit_in_order),
+		T(test_durable_work_waits_for_the_fsync),
 		T(test_group_commit),
 		T(test_empty_batch_defer_runs_without_commit),
 		T(test_close_commits_and_reload),
