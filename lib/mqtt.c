@@ -69,7 +69,9 @@ struct vigie_mqtt {
 	int proto_try; /* protocol of the current attempt: 5 or 4 */
 	int proto_in_use;
 	bool got_connack;
+	bool has_connect_props; /* libmosquitto holds CONNECT properties */
 	uint32_t reconnect_min_ms, reconnect_max_ms;
+	uint32_t connect_timeout_ms;
 	unsigned attempt;
 	int write_stalls;
 
@@ -88,7 +90,8 @@ struct vigie_mqtt {
 };
 
 /* Connect attempts that neither succeed nor fail (a SYN into the void, a
- * broker that accepts TCP but never answers CONNECT) end after this. */
+ * broker that accepts TCP but never answers CONNECT) end after this unless
+ * the options say otherwise. */
 #define CONNECT_TIMEOUT_MS 10000
 /* A misc tick each second drives PINGREQ and keepalive checks, whose
  * granularity in libmosquitto is one second anyway. */
@@ -337,8 +340,9 @@ static void connect_timeout_cb(uv_timer_t *t)
 
 	if (m->state != ST_CONNECTING)
 		return;
-	vigie_log_warn("mqtt %s: no CONNACK from %s:%d within %d ms", m->name,
-		       m->host, m->port, CONNECT_TIMEOUT_MS);
+	vigie_log_warn("mqtt %s: no CONNACK from %s:%d within %u ms (broker "
+		       "hung or unreachable)",
+		       m->name, m->host, m->port, m->connect_timeout_ms);
 	cancel_probe(m);
 	detach(m);
 	if (m->cb.on_disconnect)
@@ -409,14 +413,22 @@ static void cancel_probe(struct vigie_mqtt *m)
  * So reachability is first probed without blocking; only when a TCP
  * connection just succeeded does the blocking connect run, and it then
  * completes at once. (libmosquitto makes the socket non-blocking right after
- * the TCP connect, so a TLS handshake still runs on the loop.) */
+ * the TCP connect, so a TLS handshake still runs on the loop.)
+ *
+ * libmosquitto keeps those properties for every later connect and refuses
+ * any 3.1.1 connect while it holds them (MOSQ_ERR_NOT_SUPPORTED): a
+ * fallback to 3.1.1 after such an attempt comes this way too, with none,
+ * which clears them. */
 static void finish_v5_connect(struct vigie_mqtt *m)
 {
 	mosquitto_property *props = NULL;
 	int rc;
 
-	mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL,
-				     m->session_expiry_s);
+	if (m->proto_try == 5)
+		mosquitto_property_add_int32(&props,
+					     MQTT_PROP_SESSION_EXPIRY_INTERVAL,
+					     m->session_expiry_s);
+	m->has_connect_props = props != NULL;
 	rc = mosquitto_connect_bind_v5(m->mosq, m->host, m->port,
 				       m->keepalive_s, NULL, props);
 	mosquitto_property_free_all(&props);
@@ -518,7 +530,7 @@ static void start_probe(struct vigie_mqtt *m)
 	}
 	m->probe = p;
 	uv_timer_start(&m->connect_timer, connect_timeout_cb,
-		       CONNECT_TIMEOUT_MS, 0);
+		       m->connect_timeout_ms, 0);
 }
 
 static void connect_now(struct vigie_mqtt *m)
@@ -529,7 +541,8 @@ static void connect_now(struct vigie_mqtt *m)
 	mosquitto_int_option(m->mosq, MOSQ_OPT_PROTOCOL_VERSION,
 			     m->proto_try == 5 ? MQTT_PROTOCOL_V5
 					       : MQTT_PROTOCOL_V311);
-	if (m->proto_try == 5 && !m->clean_start && m->session_expiry_s) {
+	if ((m->proto_try == 5 && !m->clean_start && m->session_expiry_s) ||
+	    m->has_connect_props) {
 		start_probe(m);
 		return;
 	}
@@ -547,7 +560,7 @@ static void connect_now(struct vigie_mqtt *m)
 	}
 	attach(m);
 	uv_timer_start(&m->connect_timer, connect_timeout_cb,
-		       CONNECT_TIMEOUT_MS, 0);
+		       m->connect_timeout_ms, 0);
 }
 
 static void on_connect(struct mosquitto *mosq, void *ud, int rc, int flags,
@@ -606,13 +619,26 @@ static void on_disconnect(struct mosquitto *mosq, void *ud, int rc,
 	if (m->state == ST_STOPPED || m->state == ST_CLOSING)
 		return;
 	/* MQTT 5 against a 3.1.1-only broker may also end in a malformed or
-	 * protocol error before any CONNACK: try the other version next. */
+	 * protocol error before any CONNACK, or in the broker closing the
+	 * connection without a word (RabbitMQ 3.10): try the other version
+	 * next. */
 	if (!was && !m->got_connack && m->protocol == VIGIE_MQTT_AUTO &&
-	    (rc == MOSQ_ERR_PROTOCOL || rc == MOSQ_ERR_MALFORMED_PACKET))
+	    (rc == MOSQ_ERR_PROTOCOL || rc == MOSQ_ERR_MALFORMED_PACKET ||
+	     rc == MOSQ_ERR_CONN_LOST)) {
 		m->proto_try = m->proto_try == 5 ? 4 : 5;
+		vigie_log_info("mqtt %s: %s:%d closed the connection before "
+			       "any CONNACK: trying MQTT %s",
+			       m->name, m->host, m->port,
+			       m->proto_try == 5 ? "5" : "3.1.1");
+	}
+	/* libmosquitto 2.0 has no text for MOSQ_ERR_KEEPALIVE. */
 	if (was)
 		vigie_log_warn("mqtt %s: connection to %s:%d lost: %s", m->name,
-			       m->host, m->port, mosquitto_strerror(rc));
+			       m->host, m->port,
+			       rc == MOSQ_ERR_KEEPALIVE
+				       ? "no answer within the keepalive "
+					 "(broker hung or link cut)"
+				       : mosquitto_strerror(rc));
 	if (m->cb.on_disconnect)
 		m->cb.on_disconnect(m, m->ud,
 				    rc ? translate(rc) : VIGIE_ENOCONN);
@@ -752,6 +778,8 @@ int vigie_mqtt_open(uv_loop_t *loop, const struct vigie_mqtt_options *o,
 	m->reconnect_max_ms = o->reconnect_max_ms ? o->reconnect_max_ms : 5000;
 	if (m->reconnect_max_ms < m->reconnect_min_ms)
 		m->reconnect_max_ms = m->reconnect_min_ms;
+	m->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms
+						      : CONNECT_TIMEOUT_MS;
 	if (!m->host || !m->client_id || !m->name) {
 		rc = VIGIE_ENOMEM;
 		goto out_free;

@@ -495,6 +495,11 @@ static int cmd_check(const struct options *o)
 	       cfg.broker.tls.cafile || cfg.broker.tls.capath ? " TLS" : "",
 	       cfg.operator_name ? cfg.operator_name
 				 : "asked at the first ack");
+	if (cfg.has_standby)
+		printf("standby central broker %s:%d%s (both held)\n",
+		       cfg.standby.host, cfg.standby.port,
+		       cfg.standby.tls.cafile || cfg.standby.tls.capath ? " TLS"
+									: "");
 	vigie__postconf_free(&cfg);
 	return 0;
 }

@@ -9,7 +9,13 @@
  *   connection, so whoever sees ONLINE knows dispatches will be received;
  * - an Ack is "sent" only at its PUBACK; until then it is re-published on
  *   every connect and every ACK_RETRY_MS (an Ack is idempotent: the relay
- *   keys it by dispatch id). */
+ *   keys it by dispatch id).
+ *
+ * With a `standby:` central broker the post holds both connections at once,
+ * each with its session, birth and will: a dispatch is shown once whichever
+ * broker brings it (the queue keys it by id, a repeat is counted and
+ * dropped), an Ack is published on every connected one and is sent at the
+ * first PUBACK. The post is "connected" while either is. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,10 +38,23 @@
 /* At shutdown, longest wait for the PUBACK of the OFFLINE state. */
 #define CLOSE_WAIT_MS 2000
 
+/* One central broker connection. */
+struct post_link {
+	struct vigie_post *p;
+	struct vigie_mqtt *mqtt;
+	unsigned index; /* 0 `broker:`, 1 `standby:` */
+	bool up;
+	bool session_present; /* of this connection */
+	int birth_mid;
+	int offline_mid;
+	bool offline_acked; /* at shutdown: its OFFLINE state is stored */
+};
+
 struct vigie_post {
 	uv_loop_t *loop;
 	const struct post_config *cfg;
-	struct vigie_mqtt *mqtt;
+	struct post_link links[POST_MAX_BROKERS];
+	size_t n_links;
 	struct post_events ev;
 	void *ud;
 	struct post_queue q;
@@ -46,13 +65,12 @@ struct vigie_post {
 	uint8_t *will;
 	size_t will_len;
 	struct post_stats st;
-	bool up;
+	bool up; /* connected to at least one central broker */
 	bool closing;
 	bool announced; /* on_connection(true) given for this connection */
-	bool session_present; /* of this connection */
-	int birth_mid;
-	bool close_waiting; /* for the PUBACK of OFFLINE "shutdown" */
-	int offline_mid;
+	bool session_present;       /* of the connection that announced */
+	bool close_waiting;         /* for the PUBACKs of OFFLINE "shutdown" */
+	uint64_t close_deadline_ms; /* monotonic: stop waiting then */
 	int closes_pending;
 	void (*close_cb)(void *arg);
 	void *close_arg;
@@ -99,7 +117,8 @@ static void publish_ack(struct vigie_post *p, struct post_entry *e)
 {
 	uint8_t *buf;
 	size_t len;
-	int rc, mid = 0;
+	int rc = VIGIE_ENOCONN;
+	bool sent = false;
 
 	if (!p->up)
 		return; /* published again on connect */
@@ -111,23 +130,38 @@ static void publish_ack(struct vigie_post *p, struct post_entry *e)
 				vigie_strerror(rc));
 		return;
 	}
-	rc = vigie_mqtt_publish(p->mqtt, p->topic_ack, buf, len, 1, false,
-				&mid);
+	/* On every connected central: the relay holds both and keys an Ack
+	 * by its incident, so the second copy changes nothing there. */
+	for (size_t i = 0; i < p->n_links; i++) {
+		struct post_link *l = &p->links[i];
+		int mid = 0, err;
+
+		e->ack_mid[i] = 0;
+		if (!l->up)
+			continue;
+		err = vigie_mqtt_publish(l->mqtt, p->topic_ack, buf, len, 1,
+					 false, &mid);
+		if (err) {
+			rc = err;
+			continue;
+		}
+		e->ack_mid[i] = mid;
+		sent = true;
+	}
 	free(buf);
 	e->ack_sent_ms = vigie_clock_mono_ms();
-	if (rc) {
+	if (!sent) {
 		vigie_log_warn("ack %s: publish failed: %s; retrying", e->d.id,
 			       vigie_strerror(rc));
 		return;
 	}
-	e->ack_mid = mid;
 	p->st.acks_published++;
 	vigie_log_info("ack %s (incident %s) by %s published", e->d.id,
 		       *e->d.incident ? e->d.incident : "?", e->acked_by);
 }
 
-static int publish_state(struct vigie_post *p, int status, const char *reason,
-			 int *mid)
+static int publish_state(struct vigie_post *p, struct post_link *l, int status,
+			 const char *reason, int *mid)
 {
 	uint8_t *buf;
 	size_t len;
@@ -141,7 +175,7 @@ static int publish_state(struct vigie_post *p, int status, const char *reason,
 				vigie_strerror(rc));
 		return rc;
 	}
-	rc = vigie_mqtt_publish(p->mqtt, p->topic_state, buf, len, 1, true,
+	rc = vigie_mqtt_publish(l->mqtt, p->topic_state, buf, len, 1, true,
 				mid);
 	if (rc)
 		vigie_log_warn("post state: publish failed: %s",
@@ -150,29 +184,33 @@ static int publish_state(struct vigie_post *p, int status, const char *reason,
 	return rc;
 }
 
-static void announce(struct vigie_post *p)
+static void announce(struct vigie_post *p, struct post_link *l)
 {
 	if (p->announced)
 		return;
 	p->announced = true;
+	p->session_present = l->session_present;
 	if (p->ev.on_connection)
 		p->ev.on_connection(p->ud, true, p->session_present);
 }
 
 static void on_connect(struct vigie_mqtt *m, void *ud, bool session_present)
 {
-	struct vigie_post *p = ud;
+	struct post_link *l = ud;
+	struct vigie_post *p = l->p;
 
 	(void)m;
+	l->up = true;
 	p->up = true;
 	p->st.connects++;
-	if (!session_present && p->st.connects > 1)
-		vigie_log_warn("the broker kept no session for us: dispatches "
-			       "sent while we were away are lost to this "
-			       "console (the relay re-sends open ones)");
-	p->announced = false;
-	p->session_present = session_present;
-	p->birth_mid = 0;
+	if (!session_present && p->st.connects > p->n_links)
+		vigie_log_warn("the broker%s%s kept no session for us: "
+			       "dispatches sent while we were away are lost "
+			       "to this console (the relay re-sends open ones)",
+			       p->n_links > 1 ? " " : "",
+			       p->n_links > 1 ? vigie_mqtt_name(m) : "");
+	l->session_present = session_present;
+	l->birth_mid = 0;
 	for (size_t i = 0; i < p->q.len; i++)
 		if (p->q.v[i]->ack == POST_ACK_PENDING)
 			publish_ack(p, p->q.v[i]);
@@ -180,20 +218,25 @@ static void on_connect(struct vigie_mqtt *m, void *ud, bool session_present)
 	 * a connection's packets in order, so by then it has our SUBSCRIBE
 	 * (sent before on_connect) and whatever is published for us from now
 	 * on reaches us, also on a first connection with no session yet. */
-	if (publish_state(p, VIGIE__V1__POST_STATUS__POST_ONLINE, "",
-			  &p->birth_mid))
-		announce(p);
+	if (publish_state(p, l, VIGIE__V1__POST_STATUS__POST_ONLINE, "",
+			  &l->birth_mid))
+		announce(p, l);
 }
 
 static void on_disconnect(struct vigie_mqtt *m, void *ud, int reason)
 {
-	struct vigie_post *p = ud;
+	struct post_link *l = ud;
+	struct vigie_post *p = l->p;
+	bool any = false;
 
 	(void)m;
 	(void)reason;
+	l->up = false;
 	if (p->close_waiting)
 		uv_timer_start(&p->tick, close_wait_cb, 0, 0);
-	if (!p->up)
+	for (size_t i = 0; i < p->n_links; i++)
+		any = any || p->links[i].up;
+	if (!p->up || any)
 		return;
 	p->up = false;
 	if (p->announced && p->ev.on_connection)
@@ -285,7 +328,7 @@ static void handle_incident(struct vigie_post *p, const char *topic,
 static void on_message(struct vigie_mqtt *m, void *ud, const char *topic,
 		       const void *payload, size_t len, int qos, bool retain)
 {
-	struct vigie_post *p = ud;
+	struct vigie_post *p = ((struct post_link *)ud)->p;
 	struct vigie_topic t;
 
 	(void)m;
@@ -310,14 +353,17 @@ static void on_message(struct vigie_mqtt *m, void *ud, const char *topic,
 
 static void on_publish(struct vigie_mqtt *m, void *ud, int mid, int status)
 {
-	struct vigie_post *p = ud;
+	struct post_link *l = ud;
+	struct vigie_post *p = l->p;
 
 	(void)m;
-	if (p->up && !p->announced && mid == p->birth_mid) {
-		announce(p);
+	if (l->up && mid == l->birth_mid) {
+		l->birth_mid = 0;
+		announce(p, l);
 		return;
 	}
-	if (p->close_waiting && mid == p->offline_mid) {
+	if (p->close_waiting && mid == l->offline_mid) {
+		l->offline_acked = true;
 		/* Not from inside libmosquitto's callback: next loop turn. */
 		uv_timer_start(&p->tick, close_wait_cb, 0, 0);
 		return;
@@ -325,7 +371,7 @@ static void on_publish(struct vigie_mqtt *m, void *ud, int mid, int status)
 	for (size_t i = 0; i < p->q.len; i++) {
 		struct post_entry *e = p->q.v[i];
 
-		if (e->ack != POST_ACK_PENDING || e->ack_mid != mid)
+		if (e->ack != POST_ACK_PENDING || e->ack_mid[l->index] != mid)
 			continue;
 		if (status) {
 			/* Refused (not authorised): the ack stays pending, and
@@ -359,15 +405,20 @@ static void tick_cb(uv_timer_t *t)
 	for (size_t i = 0; i < p->q.len; i++) {
 		struct post_entry *e = p->q.v[i];
 
+		bool published = false;
+
+		for (size_t j = 0; j < p->n_links; j++)
+			published = published || e->ack_mid[j] != 0;
 		if (e->ack == POST_ACK_PENDING &&
-		    (!e->ack_mid || now - e->ack_sent_ms >= ACK_RETRY_MS))
+		    (!published || now - e->ack_sent_ms >= ACK_RETRY_MS))
 			publish_ack(p, e);
 	}
 }
 
-int vigie__post_open(uv_loop_t *loop, const struct post_config *cfg,
-		     const struct post_events *ev, void *ud,
-		     struct vigie_post **out)
+/* One central connection: the same session name, will and subscriptions
+ * on each broker. */
+static int open_link(struct vigie_post *p, const struct vigie_conf_broker *b,
+		     const char *name)
 {
 	static const struct vigie_mqtt_callbacks cbs = {
 		.on_connect = on_connect,
@@ -375,9 +426,51 @@ int vigie__post_open(uv_loop_t *loop, const struct post_config *cfg,
 		.on_message = on_message,
 		.on_publish = on_publish,
 	};
+	const struct post_config *cfg = p->cfg;
+	struct post_link *l = &p->links[p->n_links];
 	struct vigie_mqtt_options o;
-	struct vigie_post *p;
 	char client_id[VIGIE_ID_MAX + 16];
+	int rc;
+
+	memset(&o, 0, sizeof(o));
+	snprintf(client_id, sizeof(client_id), "vigie-post-%s", cfg->post);
+	vigie_conf_broker_apply(b, &o);
+	o.client_id = client_id;
+	o.clean_start = false;
+	o.session_expiry_s =
+		cfg->session_expiry_ms / 1000 > UINT32_MAX
+			? UINT32_MAX
+			: (uint32_t)(cfg->session_expiry_ms / 1000);
+	o.will_topic = p->topic_state;
+	o.will_payload = p->will;
+	o.will_len = p->will_len;
+	o.will_qos = 1;
+	o.will_retain = true;
+	o.reconnect_min_ms = 100;
+	o.reconnect_max_ms = 5000;
+	o.name = name;
+	/* With a standby, a hung central is left within one keepalive. */
+	if (cfg->has_standby)
+		o.connect_timeout_ms = (uint32_t)b->keepalive_s * 1000;
+	l->p = p;
+	l->index = (unsigned)p->n_links;
+	rc = vigie_mqtt_open(p->loop, &o, &cbs, l, &l->mqtt);
+	if (rc)
+		return rc;
+	p->n_links++;
+	rc = vigie_mqtt_subscribe(l->mqtt, p->topic_dispatch, 1);
+	/* Incidents at QoS 0: the retained copy gives the current state at
+	 * every (re)subscribe, so nothing needs queueing while we are away. */
+	if (!rc && cfg->follow_incidents)
+		rc = vigie_mqtt_subscribe(l->mqtt, INCIDENT_TOPICS, 0);
+	return rc;
+}
+
+int vigie__post_open(uv_loop_t *loop, const struct post_config *cfg,
+		     const struct post_events *ev, void *ud,
+		     struct vigie_post **out)
+{
+	struct vigie_post *p;
 	int rc;
 
 	p = calloc(1, sizeof(*p));
@@ -404,33 +497,13 @@ int vigie__post_open(uv_loop_t *loop, const struct post_config *cfg,
 		"lwt", vigie_clock_now_us(), &p->will, &p->will_len);
 	if (rc)
 		goto out_free;
-	memset(&o, 0, sizeof(o));
-	snprintf(client_id, sizeof(client_id), "vigie-post-%s", cfg->post);
-	vigie_conf_broker_apply(&cfg->broker, &o);
-	o.client_id = client_id;
-	o.clean_start = false;
-	o.session_expiry_s =
-		cfg->session_expiry_ms / 1000 > UINT32_MAX
-			? UINT32_MAX
-			: (uint32_t)(cfg->session_expiry_ms / 1000);
-	o.will_topic = p->topic_state;
-	o.will_payload = p->will;
-	o.will_len = p->will_len;
-	o.will_qos = 1;
-	o.will_retain = true;
-	o.reconnect_min_ms = 100;
-	o.reconnect_max_ms = 5000;
-	o.name = "central";
-	rc = vigie_mqtt_open(loop, &o, &cbs, p, &p->mqtt);
-	if (rc)
-		goto out_free;
-	rc = vigie_mqtt_subscribe(p->mqtt, p->topic_dispatch, 1);
-	/* Incidents at QoS 0: the retained copy gives the current state at
-	 * every (re)subscribe, so nothing needs queueing while we are away. */
-	if (!rc && cfg->follow_incidents)
-		rc = vigie_mqtt_subscribe(p->mqtt, INCIDENT_TOPICS, 0);
+	rc = open_link(p, &cfg->broker,
+		       cfg->has_standby ? "primary" : "central");
+	if (!rc && cfg->has_standby)
+		rc = open_link(p, &cfg->standby, "standby");
 	if (rc) {
-		vigie_mqtt_close(p->mqtt, NULL, NULL);
+		for (size_t i = 0; i < p->n_links; i++)
+			vigie_mqtt_close(p->links[i].mqtt, NULL, NULL);
 		goto out_free;
 	}
 	uv_timer_init(loop, &p->tick);
@@ -452,8 +525,19 @@ int vigie__post_start(struct vigie_post *p)
 		       p->cfg->name, p->cfg->broker.host, p->cfg->broker.port,
 		       p->cfg->broker.username ? p->cfg->broker.username
 					       : "(anonymous)");
+	if (p->cfg->has_standby)
+		vigie_log_info("post %s: standby central broker %s:%d held "
+			       "as well",
+			       p->cfg->post, p->cfg->standby.host,
+			       p->cfg->standby.port);
 	uv_timer_start(&p->tick, tick_cb, TICK_MS, TICK_MS);
-	return vigie_mqtt_start(p->mqtt);
+	for (size_t i = 0; i < p->n_links; i++) {
+		int rc = vigie_mqtt_start(p->links[i].mqtt);
+
+		if (rc)
+			return rc;
+	}
+	return 0;
 }
 
 int vigie__post_ack(struct vigie_post *p, const char *id, const char *by,
@@ -529,18 +613,33 @@ static void on_tick_closed(uv_handle_t *h)
 static void close_now(struct vigie_post *p)
 {
 	p->close_waiting = false;
-	p->closes_pending = 2;
+	p->closes_pending = 1 + (int)p->n_links;
 	uv_timer_stop(&p->tick);
 	uv_close((uv_handle_t *)&p->tick, on_tick_closed);
-	vigie_mqtt_close(p->mqtt, close_step, p);
+	for (size_t i = 0; i < p->n_links; i++)
+		vigie_mqtt_close(p->links[i].mqtt, close_step, p);
 }
 
+/* Closed once every connected central has stored the OFFLINE state (or
+ * at CLOSE_WAIT_MS). */
 static void close_wait_cb(uv_timer_t *t)
 {
 	struct vigie_post *p = t->data;
+	uint64_t now = vigie_clock_mono_ms();
 
-	if (p->close_waiting)
-		close_now(p);
+	if (!p->close_waiting)
+		return;
+	for (size_t i = 0; i < p->n_links; i++) {
+		const struct post_link *l = &p->links[i];
+
+		if (l->up && l->offline_mid && !l->offline_acked &&
+		    now < p->close_deadline_ms) {
+			uv_timer_start(&p->tick, close_wait_cb,
+				       p->close_deadline_ms - now, 0);
+			return;
+		}
+	}
+	close_now(p);
 }
 
 void vigie__post_close(struct vigie_post *p, void (*cb)(void *arg), void *arg)
@@ -566,9 +665,16 @@ void vigie__post_close(struct vigie_post *p, void (*cb)(void *arg), void *arg)
 	 * up to our own PUBACK empties the socket first. Dispatches that
 	 * arrive meanwhile are still handled (the front end closes after
 	 * us). */
-	if (p->up && publish_state(p, VIGIE__V1__POST_STATUS__POST_OFFLINE,
-				   "shutdown", &p->offline_mid) == 0) {
-		p->close_waiting = true;
+	for (size_t i = 0; i < p->n_links; i++) {
+		struct post_link *l = &p->links[i];
+
+		if (l->up &&
+		    publish_state(p, l, VIGIE__V1__POST_STATUS__POST_OFFLINE,
+				  "shutdown", &l->offline_mid) == 0)
+			p->close_waiting = true;
+	}
+	if (p->close_waiting) {
+		p->close_deadline_ms = vigie_clock_mono_ms() + CLOSE_WAIT_MS;
 		uv_timer_start(&p->tick, close_wait_cb, CLOSE_WAIT_MS, 0);
 		return;
 	}

@@ -33,6 +33,8 @@
 #define POST_NAME_MAX 64
 /* Longest stdin command line. */
 #define POST_LINE_MAX 1024
+/* Central brokers held at once: `broker:` and an optional `standby:`. */
+#define POST_MAX_BROKERS 2
 
 /* ---- capped text buffer (post/buf.c) ---- */
 
@@ -72,6 +74,10 @@ struct post_config {
 	const char *name;          /* shown and announced; defaults to post */
 	const char *operator_name; /* NULL: asked for at the first ack */
 	struct vigie_conf_broker broker; /* the file's, then the flags' */
+	/* `standby:` the second central broker, held at the same time: each
+	 * dispatch is shown once whichever brings it, acks go to both. */
+	struct vigie_conf_broker standby;
+	bool has_standby;
 	uint64_t session_expiry_ms;
 	uint64_t keep_acked_ms;  /* acknowledged entries leave the view after */
 	uint64_t max_dispatches; /* cap on the queue */
@@ -159,7 +165,9 @@ struct post_entry {
 	char *acked_by;       /* NULL until acked */
 	uint64_t acked_us;    /* wall time of the human's ack */
 	uint64_t ack_sent_ms; /* monotonic: last Ack publication */
-	int ack_mid;          /* mid of the last Ack publication, 0: none */
+	/* mid of the last Ack publication on each central broker (the
+	 * `broker:`, the `standby:`), 0: none */
+	int ack_mid[POST_MAX_BROKERS];
 	bool superseded;      /* a higher level of the incident arrived */
 	bool closed;          /* the relay closed the incident */
 	uint64_t received_us; /* first reception, wall */

@@ -8,15 +8,11 @@
 #include "post.h"
 #include "vigie/error.h"
 
-static const char *const top_keys[] = {"post",
-				       "name",
-				       "operator",
-				       "broker",
-				       "session_expiry",
-				       "keep_acked",
-				       "max_dispatches",
-				       "follow_incidents",
-				       NULL};
+static const char *const top_keys[] = {
+	"post",       "name",           "operator",
+	"broker",     "standby",        "session_expiry",
+	"keep_acked", "max_dispatches", "follow_incidents",
+	NULL};
 
 #define DEFAULT_HOST              "127.0.0.1"
 #define DEFAULT_PORT              1883
@@ -38,7 +34,7 @@ static void set_defaults(struct post_config *cfg)
 
 static int load_file(const char *path, struct post_config *cfg)
 {
-	const struct vigie_conf_node *root, *broker = NULL;
+	const struct vigie_conf_node *root, *broker = NULL, *standby = NULL;
 	struct vigie_conf *c = NULL;
 	const char *op = NULL;
 	int rc;
@@ -63,6 +59,8 @@ static int load_file(const char *path, struct post_config *cfg)
 			      &cfg->follow_incidents);
 	rc |= vigie_conf_section(c, root, "broker", false, VIGIE_CONF_REQUIRED,
 				 &broker);
+	rc |= vigie_conf_section(c, root, "standby", false, VIGIE_CONF_OPTIONAL,
+				 &standby);
 	if (rc)
 		return VIGIE_ECONFIG;
 	if (op && !vigie__postmsg_operator_valid(op))
@@ -71,7 +69,21 @@ static int load_file(const char *path, struct post_config *cfg)
 				       "without control characters",
 				       POST_NAME_MAX);
 	cfg->operator_name = op;
-	return vigie_conf_broker(c, broker, DEFAULT_PORT, NULL, &cfg->broker);
+	rc = vigie_conf_broker(c, broker, DEFAULT_PORT, NULL, &cfg->broker);
+	if (rc || !standby)
+		return rc;
+	rc = vigie_conf_broker(c, standby, DEFAULT_PORT, NULL, &cfg->standby);
+	if (rc)
+		return rc;
+	if (strcmp(cfg->standby.host, cfg->broker.host) == 0 &&
+	    cfg->standby.port == cfg->broker.port)
+		return vigie_conf_fail(c, standby,
+				       "the standby is the broker itself "
+				       "(%s:%d): give the second central "
+				       "broker",
+				       cfg->standby.host, cfg->standby.port);
+	cfg->has_standby = true;
+	return 0;
 }
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)

@@ -87,6 +87,11 @@ static int cmd_check(const char *path)
 	       "override(s), %zu post(s), %zu-level default ladder\n",
 	       path, cfg.id, cfg.n_sites, zones, nodes, cfg.n_posts,
 	       cfg.ladder.n);
+	if (cfg.has_standby)
+		printf("central brokers: %s:%d and standby %s:%d (both held, "
+		       "outputs published on each)\n",
+		       cfg.broker.conn.host, cfg.broker.conn.port,
+		       cfg.standby.conn.host, cfg.standby.conn.port);
 	for (size_t i = 0; i < cfg.n_sites; i++) {
 		const struct relay_site *s = &cfg.sites[i];
 

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arbiter.h"
 #include "escalation.h"
 #include "incident.h"
 #include "message.h"
@@ -40,6 +41,7 @@
 #define MAX_STREAMS          2000000
 #define MAX_ABOVE            65536 /* out-of-order seqs kept per boot */
 #define MAX_LEARNED_ZONES    100000
+#define MAX_ARB_ENTRIES      2000000 /* posts, bridges, nodes (2 centrals) */
 #define MAX_UNCOVERED        64
 #define MAX_STATUS_NODES     256
 #define MAX_STATUS_INCIDENTS 64
@@ -119,6 +121,7 @@ enum effect_kind { FX_RECEIPT, FX_DISPATCH, FX_ALERT, FX_INCIDENT, FX_STATUS };
 struct effect {
 	struct vigie_relay *r;
 	enum effect_kind kind;
+	int only; /* one central broker's index, or -1: every one */
 	int qos;
 	bool retain;
 	char topic[VIGIE_TOPIC_MAX];
@@ -130,12 +133,27 @@ struct post_ladder {
 	struct relay_ladder ladder; /* one level: the backup post */
 };
 
+/* One central broker connection. With a `standby:` the relay holds two at
+ * once, subscribed alike: what comes in is deduplicated as it always was
+ * (events by identity, acks by incident), what goes out is published on
+ * every connected one, so the traffic finds the relay and the posts
+ * through whichever central still answers. */
+struct relay_link {
+	struct vigie_relay *r;
+	struct vigie_mqtt *mqtt;
+	unsigned index; /* 0 the `broker:`, 1 the `standby:` */
+	bool up;
+};
+
 struct vigie_relay {
 	uv_loop_t *loop;
 	const struct relay_config *cfg;
 	const struct relay_clock *clock;
 	struct relay_store *store;
-	struct vigie_mqtt *mqtt;
+	struct relay_link links[ARB_MAX_BROKERS];
+	size_t n_links;
+	struct arbiter arb; /* which broker's report to believe (n_links > 1) */
+	int emit_only; /* during one broker's on_connect: its index, else -1 */
 	struct streams streams;
 	struct inc_engine inc;
 	struct supervisor sup;
@@ -295,6 +313,32 @@ static void site_dirty(struct vigie_relay *r, const char *site)
 		s->dirty = true;
 }
 
+/* ---- publication on the central broker(s) ---- */
+
+/* Publish on broker `only`, or on every connected one when it is -1.
+ * Returns 0 when at least one took it, VIGIE_ENOCONN when none is
+ * connected, else the last error. */
+static int publish(struct vigie_relay *r, int only, const char *topic,
+		   const void *payload, size_t len, int qos, bool retain)
+{
+	int rc = VIGIE_ENOCONN;
+	bool sent = false;
+
+	for (size_t i = 0; i < r->n_links; i++) {
+		int err;
+
+		if (only >= 0 && (size_t)only != i)
+			continue;
+		err = vigie_mqtt_publish(r->links[i].mqtt, topic, payload, len,
+					 qos, retain, NULL);
+		if (err == 0)
+			sent = true;
+		else if (err != VIGIE_ENOCONN)
+			rc = err;
+	}
+	return sent ? 0 : rc;
+}
+
 /* ---- effects: published after their batch committed ---- */
 
 static void effect_cb(void *arg, int status)
@@ -304,8 +348,8 @@ static void effect_cb(void *arg, int status)
 	int rc;
 
 	if (status == 0) {
-		rc = vigie_mqtt_publish(r->mqtt, fx->topic, fx->payload,
-					fx->len, fx->qos, fx->retain, NULL);
+		rc = publish(r, fx->only, fx->topic, fx->payload, fx->len,
+			     fx->qos, fx->retain);
 		if (rc == 0) {
 			switch (fx->kind) {
 			case FX_RECEIPT:
@@ -345,6 +389,7 @@ static void emit(struct vigie_relay *r, enum effect_kind kind,
 	}
 	fx->r = r;
 	fx->kind = kind;
+	fx->only = r->emit_only;
 	fx->qos = qos;
 	fx->retain = retain;
 	snprintf(fx->topic, sizeof(fx->topic), "%s", topic);
@@ -912,8 +957,7 @@ static void receipts_cb(void *arg, int status)
 				       &buf, &len))
 			continue;
 		/* Published now: this runs after the commit already. */
-		err = vigie_mqtt_publish(r->mqtt, topic, buf, len, 1, false,
-					 NULL);
+		err = publish(r, -1, topic, buf, len, 1, false);
 		if (err == 0)
 			r->st.receipts++;
 		free(buf);
@@ -1483,7 +1527,35 @@ static void set_uncovered(struct vigie_relay *r, struct sup_node *n,
 	site_dirty(r, n->site);
 }
 
-static void handle_node_state(struct vigie_relay *r,
+/* The central broker of index `b`, for log lines. */
+static const char *central_name(const struct vigie_relay *r, unsigned b)
+{
+	return b < r->n_links ? vigie_mqtt_name(r->links[b].mqtt) : "?";
+}
+
+/* With two central brokers, an OFFLINE from one of them about a node heard
+ * through the other a moment ago is the end of that broker's connection to
+ * it (a stale will after a hang), not the node's death (arbiter.h). */
+static bool node_offline_believed(struct vigie_relay *r, unsigned b,
+				  const struct vigie_topic *t)
+{
+	const struct sup_node *n = vigie__sup_find(&r->sup, t->site, t->node);
+	uint64_t reporting = n ? n->reporting_ms : r->cfg->reporting_ms;
+	unsigned via = 0;
+
+	if (r->n_links < 2 ||
+	    vigie__arb_node_offline(&r->arb, b, t->site, t->node, mono_ms(r),
+				    reporting, &via))
+		return true;
+	vigie_log_warn("node %s/%s offline on central %s, but heard through "
+		       "%s within its reporting time: that broker's link to it "
+		       "ended, not the node (ignored)",
+		       t->site, t->node, central_name(r, b),
+		       central_name(r, via));
+	return false;
+}
+
+static void handle_node_state(struct vigie_relay *r, unsigned b,
 			      const struct vigie_topic *t, const char *topic,
 			      const void *payload, size_t len, bool retained)
 {
@@ -1514,6 +1586,10 @@ static void handle_node_state(struct vigie_relay *r,
 		goto out_free;
 	}
 	online = ns->status == VIGIE__V1__NODE_STATUS__NODE_ONLINE;
+	if (!online && !node_offline_believed(r, b, t))
+		goto out_free;
+	if (online && !retained && r->n_links > 1)
+		vigie__arb_node_alive(&r->arb, b, t->site, t->node, mono_ms(r));
 	site_state(r, t->site);
 	for (size_t i = 0; i < ns->n_zones && i < 4096; i++)
 		learn_zone(r, t->site, ns->zones[i]);
@@ -1534,7 +1610,7 @@ out_free:
 	vigie__v1__node_state__free_unpacked(ns, NULL);
 }
 
-static void handle_post_state(struct vigie_relay *r,
+static void handle_post_state(struct vigie_relay *r, unsigned b,
 			      const struct vigie_topic *t, const char *topic,
 			      const void *payload, size_t len)
 {
@@ -1560,22 +1636,34 @@ static void handle_post_state(struct vigie_relay *r,
 	} else {
 		bool online = ps->status == VIGIE__V1__POST_STATUS__POST_ONLINE;
 
-		vigie_log_info("post %s %s%s%s", t->id,
+		vigie_log_info("post %s %s%s%s%s%s", t->id,
 			       online ? "online" : "offline",
 			       ps->reason[0] ? ": " : "",
-			       safe(a, sizeof(a), ps->reason));
+			       safe(a, sizeof(a), ps->reason),
+			       r->n_links > 1 ? " on central " : "",
+			       r->n_links > 1 ? central_name(r, b) : "");
+		/* Two centrals: online while either says so (arbiter.h). */
+		if (r->n_links > 1 &&
+		    (vigie__arb_post(&r->arb, b, t->id, online) == ARB_UP) !=
+			    online) {
+			vigie_log_info("post %s still online on the other "
+				       "central broker",
+				       t->id);
+			online = true;
+		}
 		vigie__sup_post(&r->sup, t->id, online);
 	}
 	vigie__v1__post_state__free_unpacked(ps, NULL);
 }
 
-static void handle_bridge(struct vigie_relay *r, const char *topic,
+static void handle_bridge(struct vigie_relay *r, unsigned b, const char *topic,
 			  const void *payload, size_t len)
 {
 	const char *site = topic + strlen(BRIDGE_PREFIX);
 	const char *slash = strchr(site, '/');
 	char id[VIGIE_ID_MAX + 1];
 	const char *p = payload;
+	bool up;
 
 	if (!slash || strcmp(slash, "/state") != 0 ||
 	    (size_t)(slash - site) > VIGIE_ID_MAX) {
@@ -1595,9 +1683,23 @@ static void handle_bridge(struct vigie_relay *r, const char *topic,
 		       "bridge state is \"0\" or \"1\", got %zu bytes", len);
 		return;
 	}
-	vigie_log_info("site %s bridge %s", id, p[0] == '1' ? "up" : "down");
+	up = p[0] == '1';
+	if (r->n_links > 1) {
+		/* A bridge lists both centrals and is on one at a time: the
+		 * other's "0" is where it is not (arbiter.h). */
+		vigie_log_info("site %s bridge %s on central %s", id,
+			       up ? "up" : "down", central_name(r, b));
+		if ((vigie__arb_bridge(&r->arb, b, id, up) == ARB_UP) != up) {
+			vigie_log_info("site %s bridge still up on the other "
+				       "central broker",
+				       id);
+			up = true;
+		}
+	} else {
+		vigie_log_info("site %s bridge %s", id, up ? "up" : "down");
+	}
 	site_state(r, id);
-	vigie__sup_bridge(&r->sup, id, p[0] == '1');
+	vigie__sup_bridge(&r->sup, id, up);
 	site_dirty(r, id);
 }
 
@@ -1778,7 +1880,8 @@ out_free:
 static void on_message(struct vigie_mqtt *m, void *ud, const char *topic,
 		       const void *payload, size_t len, int qos, bool retain)
 {
-	struct vigie_relay *r = ud;
+	struct relay_link *l = ud;
+	struct vigie_relay *r = l->r;
 	struct vigie_topic t;
 
 	(void)m;
@@ -1787,7 +1890,7 @@ static void on_message(struct vigie_mqtt *m, void *ud, const char *topic,
 	if (r->closing)
 		return;
 	if (strncmp(topic, BRIDGE_PREFIX, strlen(BRIDGE_PREFIX)) == 0) {
-		handle_bridge(r, topic, payload, len);
+		handle_bridge(r, l->index, topic, payload, len);
 		return;
 	}
 	if (vigie_topic_parse(topic, &t)) {
@@ -1799,6 +1902,13 @@ static void on_message(struct vigie_mqtt *m, void *ud, const char *topic,
 		       len);
 		return;
 	}
+	/* Where the node's traffic comes through, to judge a will from the
+	 * other central (arbiter.h). Noted before the signature is checked:
+	 * at worst a forged heartbeat postpones such a will until silence
+	 * (the supervisor counts only checked heartbeats) says the same. */
+	if (r->n_links > 1 && t.type == VIGIE_TOPIC_HEARTBEAT)
+		vigie__arb_node_alive(&r->arb, l->index, t.site, t.node,
+				      mono_ms(r));
 	if (r->verifier &&
 	    (t.type == VIGIE_TOPIC_EVENT || t.type == VIGIE_TOPIC_HEARTBEAT)) {
 		/* Checked on the thread pool; back in order in on_verified.
@@ -1821,10 +1931,10 @@ static void on_message(struct vigie_mqtt *m, void *ud, const char *topic,
 		handle_heartbeat(r, &t, topic, payload, len);
 		break;
 	case VIGIE_TOPIC_STATE:
-		handle_node_state(r, &t, topic, payload, len, retain);
+		handle_node_state(r, l->index, &t, topic, payload, len, retain);
 		break;
 	case VIGIE_TOPIC_POST_STATE:
-		handle_post_state(r, &t, topic, payload, len);
+		handle_post_state(r, l->index, &t, topic, payload, len);
 		break;
 	case VIGIE_TOPIC_ACK:
 		handle_ack(r, &t, topic, payload, len);
@@ -1836,17 +1946,26 @@ static void on_message(struct vigie_mqtt *m, void *ud, const char *topic,
 }
 
 /* What was in flight on a lost connection may be gone: re-send every
- * unacked dispatch, republish every open incident and every site status. */
+ * unacked dispatch, republish every open incident and every site status.
+ * With two centrals, only on the one that just connected: the other one
+ * carried everything meanwhile. */
 static void on_connect(struct vigie_mqtt *m, void *ud, bool session_present)
 {
-	struct vigie_relay *r = ud;
+	struct relay_link *l = ud;
+	struct vigie_relay *r = l->r;
 	struct incident **list;
 	struct hmap_entry *h;
 	size_t pos = 0, n = 0;
 
 	(void)m;
+	l->up = true;
 	r->connected = true;
-	vigie_log_info("connected to the central broker (%s)",
+	vigie__sup_blind(&r->sup, false);
+	if (r->n_links > 1)
+		vigie__arb_connected(&r->arb, l->index, true);
+	vigie_log_info("connected to the central broker%s%s (%s)",
+		       r->n_links > 1 ? " " : "",
+		       r->n_links > 1 ? vigie_mqtt_name(m) : "",
 		       session_present
 			       ? "session resumed"
 			       : "new session: what was queued for us while "
@@ -1865,6 +1984,7 @@ static void on_connect(struct vigie_mqtt *m, void *ud, bool session_present)
 	for (h = vigie__hmap_first(&r->inc.by_key, &pos); h;
 	     h = vigie__hmap_next(&r->inc.by_key, h, &pos))
 		list[n++] = container_of(h, struct incident, by_key);
+	r->emit_only = r->n_links > 1 ? (int)l->index : -1;
 	for (size_t i = 0; i < n; i++) {
 		struct esc_actions acts = {.n = 0};
 		struct esc_params p;
@@ -1876,17 +1996,28 @@ static void on_connect(struct vigie_mqtt *m, void *ud, bool session_present)
 	}
 	free(list);
 	vigie__patrelay_connected(r->patterns); /* patterns */
+	r->emit_only = -1;
 }
 
 static void on_disconnect(struct vigie_mqtt *m, void *ud, int reason)
 {
-	struct vigie_relay *r = ud;
+	struct relay_link *l = ud;
+	struct vigie_relay *r = l->r;
+	bool any = false;
 
-	(void)m;
-	if (r->connected)
-		vigie_log_warn("disconnected from the central broker: %s",
+	if (l->up)
+		vigie_log_warn("disconnected from the central broker%s%s: %s",
+			       r->n_links > 1 ? " " : "",
+			       r->n_links > 1 ? vigie_mqtt_name(m) : "",
 			       reason ? vigie_strerror(reason) : "stopped");
-	r->connected = false;
+	l->up = false;
+	if (r->n_links > 1)
+		vigie__arb_connected(&r->arb, l->index, false);
+	for (size_t i = 0; i < r->n_links; i++)
+		any = any || r->links[i].up;
+	r->connected = any;
+	if (!any)
+		vigie__sup_blind(&r->sup, true);
 }
 
 /* ---- site status ---- */
@@ -2263,25 +2394,68 @@ static int open_patterns(struct vigie_relay *r)
 	return vigie__patrelay_open(&h, &r->patterns);
 }
 
-int vigie__relay_open(uv_loop_t *loop, const struct relay_config *cfg,
-		      const struct relay_clock *clock, struct vigie_relay **out)
+/* One central connection: the relay's persistent session there and the
+ * same subscriptions on each. */
+static int open_link(struct vigie_relay *r, const struct relay_broker *b,
+		     const char *name)
 {
 	static const struct vigie_mqtt_callbacks cbs = {
 		.on_connect = on_connect,
 		.on_disconnect = on_disconnect,
 		.on_message = on_message,
 	};
+	struct relay_link *l = &r->links[r->n_links];
+	struct vigie_mqtt_options mo;
+	int rc;
+
+	memset(&mo, 0, sizeof(mo));
+	vigie_conf_broker_apply(&b->conn, &mo);
+	mo.client_id = b->client_id;
+	/* Persistent session: what is published for us while we are away
+	 * (restart, kill -9) waits at the broker. */
+	mo.clean_start = false;
+	mo.session_expiry_s = (uint32_t)b->session_expiry_s;
+	mo.reconnect_min_ms = 100;
+	mo.reconnect_max_ms = 5000;
+	mo.max_inflight = 1000;
+	mo.name = name;
+	/* With a standby, a hung central must be left quickly: an attempt
+	 * that gets no CONNACK ends within one keepalive (the default 10 s
+	 * otherwise). */
+	if (r->cfg->has_standby)
+		mo.connect_timeout_ms = (uint32_t)b->conn.keepalive_s * 1000;
+	l->r = r;
+	l->index = (unsigned)r->n_links;
+	rc = vigie_mqtt_open(r->loop, &mo, &cbs, l, &l->mqtt);
+	if (rc)
+		return rc;
+	r->n_links++;
+	rc = vigie_mqtt_subscribe(l->mqtt, "vigie/v1/site/+/node/+/#", 1);
+	if (!rc)
+		rc = vigie_mqtt_subscribe(l->mqtt, "vigie/v1/post/+/state", 1);
+	if (!rc)
+		rc = vigie_mqtt_subscribe(l->mqtt, "vigie/v1/post/+/ack", 1);
+	if (!rc)
+		rc = vigie_mqtt_subscribe(l->mqtt,
+					  "$SYS/broker/connection/+/state", 1);
+	return rc;
+}
+
+int vigie__relay_open(uv_loop_t *loop, const struct relay_config *cfg,
+		      const struct relay_clock *clock, struct vigie_relay **out)
+{
 	struct store_options so;
 	struct store_loader sl;
 	struct loader_ctx lc;
 	struct inc_params ip;
-	struct vigie_mqtt_options mo;
 	struct vigie_relay *r = calloc(1, sizeof(*r));
 	int rc;
 
 	if (!r)
 		return VIGIE_ENOMEM;
 	r->loop = loop;
+	r->emit_only = -1;
+	vigie__arb_init(&r->arb, cfg->has_standby ? 2 : 1, MAX_ARB_ENTRIES);
 	r->cfg = cfg;
 	r->clock = clock ? clock : vigie__clock_real();
 	r->posts.online = post_online;
@@ -2320,6 +2494,8 @@ int vigie__relay_open(uv_loop_t *loop, const struct relay_config *cfg,
 	vigie__inc_init(&r->inc, &ip);
 	vigie__sup_init(&r->sup, r->clock, cfg, cfg->reporting_ms,
 			on_sup_change, r);
+	/* Not connected yet: nobody's silence is theirs until we are. */
+	vigie__sup_blind(&r->sup, true);
 
 	memset(&so, 0, sizeof(so));
 	so.sync_full = cfg->sync_full;
@@ -2373,39 +2549,17 @@ int vigie__relay_open(uv_loop_t *loop, const struct relay_config *cfg,
 		       r->streams.map.count, r->sup.nodes.count,
 		       lc.bad ? ", some incidents unreadable (see above)" : "");
 
-	memset(&mo, 0, sizeof(mo));
-	vigie_conf_broker_apply(&cfg->broker.conn, &mo);
-	mo.client_id = cfg->broker.client_id;
-	/* Persistent session: what is published for us while we are away
-	 * (restart, kill -9) waits at the broker. */
-	mo.clean_start = false;
-	mo.session_expiry_s = (uint32_t)cfg->broker.session_expiry_s;
-	mo.reconnect_min_ms = 100;
-	mo.reconnect_max_ms = 5000;
-	mo.max_inflight = 1000;
-	mo.name = "central";
-	rc = vigie_mqtt_open(loop, &mo, &cbs, r, &r->mqtt);
+	rc = open_link(r, &cfg->broker,
+		       cfg->has_standby ? "primary" : "central");
+	if (!rc && cfg->has_standby)
+		rc = open_link(r, &cfg->standby, "standby");
 	if (rc)
-		goto out_close_store;
-	rc = vigie_mqtt_subscribe(r->mqtt, "vigie/v1/site/+/node/+/#", 1);
-	if (!rc)
-		rc = vigie_mqtt_subscribe(r->mqtt, "vigie/v1/post/+/state", 1);
-	if (!rc)
-		rc = vigie_mqtt_subscribe(r->mqtt, "vigie/v1/post/+/ack", 1);
-	if (!rc)
-		rc = vigie_mqtt_subscribe(r->mqtt,
-					  "$SYS/broker/connection/+/state", 1);
-	if (rc) {
-		vigie_mqtt_close(r->mqtt, NULL, NULL);
-		goto out_close_store;
-	}
+		goto out_close_links;
 	if (cfg->trust_store) {
 		rc = vigie__verify_open(loop, cfg->trust_store, on_verified, r,
 					&r->verifier);
-		if (rc) {
-			vigie_mqtt_close(r->mqtt, NULL, NULL);
-			goto out_close_store;
-		}
+		if (rc)
+			goto out_close_links;
 		vigie_log_info("signatures checked against %zu key(s) of %s; "
 			       "unsigned events and heartbeats are %s",
 			       vigie_trust_count(cfg->trust_store), cfg->trust,
@@ -2422,11 +2576,15 @@ int vigie__relay_open(uv_loop_t *loop, const struct relay_config *cfg,
 	r->tick.data = r;
 	*out = r;
 	return 0;
+out_close_links:
+	for (size_t i = 0; i < r->n_links; i++)
+		vigie_mqtt_close(r->links[i].mqtt, NULL, NULL);
 out_close_store:
 	/* Nothing ran yet: the store closes on the loop, then frees itself. */
 	vigie__store_close(r->store, NULL, NULL);
 out_free:
 	vigie__patrelay_close(r->patterns); /* patterns */
+	vigie__arb_free(&r->arb);
 	vigie__inc_free(&r->inc);
 	vigie__sup_free(&r->sup);
 	vigie__streams_free(&r->streams);
@@ -2442,7 +2600,13 @@ int vigie__relay_start(struct vigie_relay *r)
 			   "relay started");
 	r->last_stats_ms = mono_ms(r);
 	uv_timer_start(&r->tick, tick_cb, TICK_MS, TICK_MS);
-	return vigie_mqtt_start(r->mqtt);
+	for (size_t i = 0; i < r->n_links; i++) {
+		int rc = vigie_mqtt_start(r->links[i].mqtt);
+
+		if (rc)
+			return rc;
+	}
+	return 0;
 }
 
 void vigie__relay_stats(const struct vigie_relay *r,
@@ -2476,6 +2640,7 @@ static void free_all(struct vigie_relay *r)
 	}
 	vigie__hmap_free(&r->sites);
 	vigie__patrelay_close(r->patterns); /* patterns */
+	vigie__arb_free(&r->arb);
 	vigie__inc_free(&r->inc);
 	vigie__sup_free(&r->sup);
 	vigie__streams_free(&r->streams);
@@ -2508,8 +2673,9 @@ static void on_store_closed(void *arg)
 	struct vigie_relay *r = arg;
 
 	/* Deferred messages went out during the store's close; now the
-	 * connection can go (cleanly: no will). */
-	vigie_mqtt_close(r->mqtt, close_step, r);
+	 * connections can go (cleanly: no will). */
+	for (size_t i = 0; i < r->n_links; i++)
+		vigie_mqtt_close(r->links[i].mqtt, close_step, r);
 }
 
 void vigie__relay_close(struct vigie_relay *r, void (*cb)(void *arg), void *arg)
@@ -2522,7 +2688,7 @@ void vigie__relay_close(struct vigie_relay *r, void (*cb)(void *arg), void *arg)
 	r->closing = true;
 	r->close_cb = cb;
 	r->close_arg = arg;
-	r->closes_pending = r->verifier ? 3 : 2;
+	r->closes_pending = (r->verifier ? 2 : 1) + (int)r->n_links;
 	/* What the verifier still holds is dropped: unreceipted, it comes
 	 * again. */
 	if (r->verifier)

@@ -113,6 +113,10 @@ struct relay_config {
 	const char *database;
 	bool sync_full;
 	struct relay_broker broker;
+	/* `standby:`, a second central broker held at the same time (issue
+	 * #8): subscribed alike, every output published on both. */
+	struct relay_broker standby;
+	bool has_standby;
 	char client_id_buf[VIGIE_ID_MAX + 16];
 
 	uint64_t reporting_ms; /* default node reporting time */

@@ -13,6 +13,7 @@ static const char *const top_keys[] = {"id",
 				       "database",
 				       "synchronous",
 				       "broker",
+				       "standby",
 				       "reporting_time",
 				       "incident_window",
 				       "confirmation_window",
@@ -69,11 +70,10 @@ static int load_location(struct vigie_conf *c,
  * the relay adds its session: a fixed client id and the MQTT 5 session
  * expiry. */
 static int load_broker(struct vigie_conf *c, const struct vigie_conf_node *map,
-		       struct relay_config *cfg)
+		       struct relay_broker *b)
 {
 	static const char *const session_keys[] = {"client_id",
 						   "session_expiry", NULL};
-	struct relay_broker *b = &cfg->broker;
 	uint64_t expiry_ms = 86400000;
 	int rc;
 
@@ -91,6 +91,28 @@ static int load_broker(struct vigie_conf *c, const struct vigie_conf_node *map,
 	if (b->client_id && (strlen(b->client_id) > 64 || !*b->client_id))
 		return vigie_conf_fail(c, vigie_conf_get(map, "client_id"),
 				       "expected 1 to 64 characters");
+	return 0;
+}
+
+/* `standby:` the second central broker, spelt like `broker:`. The same
+ * broker twice would store nothing twice (events are deduplicated) but
+ * would send every dispatch twice on one broker for no gain: refused. */
+static int load_standby(struct vigie_conf *c, const struct vigie_conf_node *map,
+			struct relay_config *cfg)
+{
+	const struct relay_broker *p = &cfg->broker;
+	struct relay_broker *s = &cfg->standby;
+
+	if (load_broker(c, map, s))
+		return VIGIE_ECONFIG;
+	if (strcmp(s->conn.host, p->conn.host) == 0 &&
+	    s->conn.port == p->conn.port)
+		return vigie_conf_fail(c, map,
+				       "the standby is the broker itself "
+				       "(%s:%d): give the second central "
+				       "broker",
+				       s->conn.host, s->conn.port);
+	cfg->has_standby = true;
 	return 0;
 }
 
@@ -403,7 +425,7 @@ static int load_top(struct vigie_conf *c, const struct vigie_conf_node *root,
 		    struct relay_config *cfg)
 {
 	const struct vigie_conf_node *broker = NULL, *posts = NULL, *esc = NULL;
-	const struct vigie_conf_node *sites = NULL;
+	const struct vigie_conf_node *sites = NULL, *standby = NULL;
 	const char *sync = NULL;
 	int rc = 0;
 
@@ -434,6 +456,8 @@ static int load_top(struct vigie_conf *c, const struct vigie_conf_node *root,
 			      VIGIE_CONF_OPTIONAL, &cfg->max_backlog);
 	rc |= vigie_conf_section(c, root, "broker", false, VIGIE_CONF_REQUIRED,
 				 &broker);
+	rc |= vigie_conf_section(c, root, "standby", false, VIGIE_CONF_OPTIONAL,
+				 &standby);
 	rc |= vigie_conf_section(c, root, "posts", true, VIGIE_CONF_OPTIONAL,
 				 &posts);
 	rc |= vigie_conf_section(c, root, "escalation", true,
@@ -457,8 +481,9 @@ static int load_top(struct vigie_conf *c, const struct vigie_conf_node *root,
 			c, vigie_conf_get(root, "dispatch_resend_max"),
 			"must be at least dispatch_resend (%llu ms)",
 			(unsigned long long)cfg->resend_ms);
-	if (load_broker(c, broker, cfg) || load_immediate(c, root, cfg) ||
-	    load_posts(c, posts, cfg))
+	if (load_broker(c, broker, &cfg->broker) ||
+	    (standby && load_standby(c, standby, cfg)) ||
+	    load_immediate(c, root, cfg) || load_posts(c, posts, cfg))
 		return VIGIE_ECONFIG;
 	if (esc) {
 		if (load_ladder(c, esc, cfg, &cfg->ladder))
@@ -636,6 +661,9 @@ int vigie__relayconf_load(const char *path, struct relay_config *cfg, char *err,
 			 "vigie-relay-%s", cfg->id);
 		cfg->broker.client_id = cfg->client_id_buf;
 	}
+	/* One session per broker, under the same name on each. */
+	if (cfg->has_standby && !cfg->standby.client_id)
+		cfg->standby.client_id = cfg->broker.client_id;
 	return 0;
 }
 

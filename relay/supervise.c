@@ -300,12 +300,30 @@ void vigie__sup_post(struct supervisor *s, const char *post, bool online)
 	report(s, &c);
 }
 
+void vigie__sup_blind(struct supervisor *s, bool blind)
+{
+	struct hmap_entry *h;
+	size_t pos = 0;
+	uint64_t now = mono(s);
+
+	if (s->blind == blind)
+		return;
+	s->blind = blind;
+	if (blind)
+		return;
+	for (h = vigie__hmap_first(&s->nodes, &pos); h;
+	     h = vigie__hmap_next(&s->nodes, h, &pos))
+		container_of(h, struct sup_node, he)->last_seen_ms = now;
+}
+
 void vigie__sup_tick(struct supervisor *s)
 {
 	uint64_t now = mono(s);
 	struct hmap_entry *h;
 	size_t pos = 0;
 
+	if (s->blind)
+		return;
 	for (h = vigie__hmap_first(&s->sites, &pos); h;
 	     h = vigie__hmap_next(&s->sites, h, &pos)) {
 		struct sup_site *st = container_of(h, struct sup_site, he);

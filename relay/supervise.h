@@ -85,6 +85,7 @@ struct supervisor {
 	void *ud;
 	struct hmap nodes, sites, posts;
 	size_t max_nodes;
+	bool blind; /* the relay hears nothing (no broker): judge no one */
 };
 
 void vigie__sup_init(struct supervisor *s, const struct relay_clock *clock,
@@ -116,6 +117,12 @@ void vigie__sup_node_state(struct supervisor *s, const char *site,
 
 void vigie__sup_bridge(struct supervisor *s, const char *site, bool up);
 void vigie__sup_post(struct supervisor *s, const char *post, bool online);
+
+/* vigie__sup_blind: the relay lost (true) or regained (false) its every
+ * broker connection. Silence heard while blind is the relay's, not the
+ * nodes': nobody is judged, and on regaining every node gets a fresh
+ * reporting time, as a site's nodes do when its bridge comes back. */
+void vigie__sup_blind(struct supervisor *s, bool blind);
 
 /* vigie__sup_tick: judge silence now. */
 void vigie__sup_tick(struct supervisor *s);

@@ -51,6 +51,15 @@ struct vigie_mqtt_options {
 	uint32_t reconnect_max_ms; /* default 5000 */
 	int max_inflight;          /* default 1000 */
 	const char *name;          /* for log lines, e.g. "primary" */
+	/* An attempt with no CONNACK after this is abandoned and retried
+	 * (default 10000). A hung broker (SIGSTOPped, or a wedged host whose
+	 * kernel still accepts) takes the TCP connection and never answers:
+	 * only this ends the attempt. Once connected, a broker that stops
+	 * answering is noticed by the keepalive: a PINGREQ goes out once
+	 * nothing came in for keepalive_s, and no PINGRESP within another
+	 * keepalive_s ends the connection (libmosquitto's MOSQ_ERR_KEEPALIVE,
+	 * reported to on_disconnect as VIGIE_ENOCONN): about 2 keepalives. */
+	uint32_t connect_timeout_ms;
 };
 
 struct vigie_mqtt_callbacks {

@@ -214,6 +214,39 @@ static void test_errors(void **state)
 	expect_error("post: [p\n", "/tmp/vigie-post-conf-");
 }
 
+/* Issue 8: `standby:` a second central broker held at the same time. */
+static void test_standby(void **state)
+{
+	struct post_config cfg;
+	char err[512];
+
+	(void)state;
+	assert_int_equal(load("post: p\nbroker: {host: a}\n", NULL, &cfg, err),
+			 0);
+	assert_false(cfg.has_standby);
+	vigie__postconf_free(&cfg);
+	assert_int_equal(load("post: p\nbroker: {host: a}\n"
+			      "standby: {host: b, port: 1884, username: u, "
+			      "password: pw}\n",
+			      NULL, &cfg, err),
+			 0);
+	assert_true(cfg.has_standby);
+	assert_string_equal(cfg.standby.host, "b");
+	assert_int_equal(cfg.standby.port, 1884);
+	assert_string_equal(cfg.standby.username, "u");
+	vigie__postconf_free(&cfg);
+	expect_error("post: p\nbroker: {host: a}\nstandby:\n  host: b\n"
+		     "  port: 0\n",
+		     ":5: standby.port");
+	expect_error("post: p\nbroker: {host: a}\nstandby:\n  host: b\n"
+		     "  password: x\n",
+		     ":5: standby.password");
+	expect_error("post: p\nbroker: {host: a}\nstandby: {port: 2}\n",
+		     ":3: standby.host");
+	expect_error("post: p\nbroker: {host: a}\nstandby: {host: a}\n",
+		     ":3: standby: the standby is the broker itself");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -222,6 +255,7 @@ int main(void)
 		cmocka_unit_test(test_password_file),
 		cmocka_unit_test(test_flags_only),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_standby),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -239,6 +239,50 @@ static void test_broker_errors(void **state)
 	assert_non_null(strstr(err, "broker"));
 }
 
+/* Issue 8: `standby:` a second central broker, spelt like `broker:`. */
+static void test_standby(void **state)
+{
+	struct relay_config cfg;
+	char text[4096], err[512];
+	const char *path;
+
+	(void)state;
+	path = write_file("ok.yaml", base);
+	assert_int_equal(vigie__relayconf_load(path, &cfg, err, sizeof(err)),
+			 0);
+	assert_false(cfg.has_standby); /* none: one broker, as before */
+	vigie__relayconf_free(&cfg);
+	snprintf(text, sizeof(text),
+		 "%sstandby:\n  host: 127.0.0.2\n  port: 1884\n"
+		 "  username: relay\n  password: pw\n  keepalive: 5\n",
+		 base);
+	path = write_file("ok.yaml", text);
+	assert_int_equal(vigie__relayconf_load(path, &cfg, err, sizeof(err)),
+			 0);
+	assert_true(cfg.has_standby);
+	assert_string_equal(cfg.standby.conn.host, "127.0.0.2");
+	assert_int_equal(cfg.standby.conn.port, 1884);
+	assert_int_equal(cfg.standby.conn.keepalive_s, 5);
+	/* One session name on both brokers. */
+	assert_string_equal(cfg.standby.client_id, cfg.broker.client_id);
+	assert_int_equal(cfg.standby.session_expiry_s, 86400);
+	vigie__relayconf_free(&cfg);
+
+	expect_error("standby: {host: 127.0.0.2}\n", ":4: standby.port");
+	expect_error("standby:\n  host: 127.0.0.2\n  port: 1884\n"
+		     "  colour: blue\n",
+		     ":7: standby.colour: unknown key");
+	expect_error("standby:\n  host: 127.0.0.2\n  port: 1884\n"
+		     "  password: x\n",
+		     ":7: standby.password: a password needs a username");
+	expect_error("standby:\n  host: 127.0.0.2\n  port: 1884\n"
+		     "  session_expiry: 1s\n",
+		     ":7: standby.session_expiry");
+	expect_error("standby: {host: 127.0.0.1, port: 1883}\n",
+		     ":4: standby: the standby is the broker itself");
+	expect_error("standby: [127.0.0.2]\n", ":4: standby");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -246,6 +290,7 @@ int main(void)
 		cmocka_unit_test(test_full),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_broker_errors),
+		cmocka_unit_test(test_standby),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -169,6 +169,25 @@ static void test_bridge_down_suspends_node_judgement(void **state)
 	assert_int_equal(w->last.what, SUP_NODE);
 }
 
+/* The relay's own broker connection down: silence is the relay's, not the
+ * nodes'; nobody is lost, and everybody gets a fresh reporting time back. */
+static void test_blind_relay_judges_no_one(void **state)
+{
+	struct world *w = *state;
+
+	hb(w, "n1", 5, 3000);
+	vigie__sup_blind(&w->s, true);
+	at(w, 60000);
+	assert_int_equal(w->changes, 0);
+	vigie__sup_blind(&w->s, false);
+	at(w, 63000);
+	assert_int_equal(w->changes, 0);
+	at(w, 63001);
+	assert_int_equal(w->changes, 1);
+	assert_int_equal(w->last.what, SUP_NODE);
+	assert_true(w->last.lost);
+}
+
 static void test_posts(void **state)
 {
 	struct world *w = *state;
@@ -263,6 +282,7 @@ int main(void)
 		T(test_lwt_then_dead_boot_heartbeat_ignored),
 		T(test_retained_birth_proves_nothing),
 		T(test_bridge_down_suspends_node_judgement),
+		T(test_blind_relay_judges_no_one),
 		T(test_posts),
 		T(test_marked_lost_reports_return),
 		cmocka_unit_test(test_streams_dedupe_and_contig),
