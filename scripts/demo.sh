@@ -10,6 +10,14 @@
 #   - vigie-watch on the central broker (readable events: .demo/logs/watch.log,
 #     or on this terminal when it is not interactive);
 #   - the dashboard, served on 127.0.0.1 (the address is printed).
+# Every MQTT link runs on TLS with client certificates (node -> site broker,
+# bridges, relay, posts and vigie-watch -> central), from a CA made by
+# broker-config/vigie-keys in .demo/pki; events and heartbeats are signed
+# (Ed25519) and verified by the relay. The one plaintext listener is the
+# central's websockets listener for the dashboard, on 127.0.0.1 only: the
+# browser would refuse a wss certificate from the demo's own CA unless it
+# were imported, and both ends are on this machine. A deployment serves the
+# dashboard over wss (README.md, "Security").
 # Acknowledge the dispatch in the console (Enter) to stop the escalation;
 # q or Ctrl-C stops everything it started, by PID, and prints the heist's
 # timeline from the relay's audit log.
@@ -17,16 +25,18 @@
 # Environment: VIGIE_DEMO_PORT (first of six ports, default 18830),
 # VIGIE_DEMO_SPEED (heist speed factor, default 4), VIGIE_DEMO_OPERATOR
 # (name on acks), VIGIE_DEMO_SECONDS (non-interactive run length, default
-# 120; the script then acknowledges the police dispatch itself).
+# 120; the script then acknowledges the police dispatch itself),
+# VIGIE_DEMO_BUILD (build directory, default build/).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
 "$here/scripts/deps.sh"
 echo "building ..." >&2
-"$here/scripts/build.sh" "$here/build" >/dev/null
+build=${VIGIE_DEMO_BUILD:-$here/build}
+"$here/scripts/build.sh" "$build" >/dev/null
 
-bin=$here/build/bin
+bin=$build/bin
 gen=$here/broker-config/vigie-broker-config
 work=$here/.demo
 base=${VIGIE_DEMO_PORT:-18830}
@@ -96,7 +106,8 @@ start() { # start NAME CMD... : background, output to .demo/logs/NAME.log
   pids+=($!)
 }
 
-wait_port() { # wait_port PORT NAME
+wait_port() { # wait_port PORT NAME (a TCP connect only: a TLS listener logs
+  # it as "unexpected eof while reading", which is harmless)
   for _ in $(seq 100); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
     sleep 0.1
@@ -113,19 +124,42 @@ root_opt=()
 [ "$(id -u)" = 0 ] && root_opt=(--run-as-root)
 # Mosquitto 2.0 leaves Nagle on for the bridge connections it makes:
 # broker-config/nodelay.c turns it off (see broker-config/README.md).
-nodelay=(env "LD_PRELOAD=$here/build/lib/libvigie-nodelay.so")
+nodelay=(env "LD_PRELOAD=$build/lib/libvigie-nodelay.so")
 
-echo "demo: central broker on 127.0.0.1:$central_port, museums on :$((base + 1))-:$((base + 3))" >&2
+pki=$work/pki
+nodes=(louvre/apollo-1 mnhn/mineral-1 orsay/nef-1)
+node_of() { # node_of SITE: the demo node of that museum
+  local n
+  for n in "${nodes[@]}"; do [ "${n%/*}" = "$1" ] && echo "${n#*/}"; done
+}
+keys=(--out "$pki" --vigie-node "$bin/vigie-node" --post pp-paris-1 --post pp-paris-4 --quiet)
+for site in "${sites[@]}"; do keys+=(--site "$site" --client "node-$site"); done
+for n in "${nodes[@]}"; do keys+=(--node "$n"); done
+/usr/bin/python3 "$here/broker-config/vigie-keys" "${keys[@]}"
+ca=$pki/ca/ca.crt
+# tls_listener BROKER: TLS only, client certificates required.
+tls_listener() {
+  echo --cafile "$ca" --certfile "$pki/brokers/$1.crt" --keyfile "$pki/brokers/$1.key" \
+    --require-certificate
+}
+# tls_client USER: the CA and the client certificate of a command-line client.
+tls_client() { echo --cafile "$ca" --cert "$pki/clients/$1.crt" --key "$pki/clients/$1.key"; }
+
+echo "demo: central broker on 127.0.0.1:$central_port, museums on :$((base + 1))-:$((base + 3)), TLS" >&2
+# shellcheck disable=SC2046
 /usr/bin/python3 "$gen" central --out "$work/central" --port "$central_port" \
   --site louvre --site mnhn --site orsay --post pp-paris-1 --post pp-paris-4 \
-  --ws-port "$ws_port" "${root_opt[@]}" --quiet
+  $(tls_listener central) --ws-port "$ws_port" --ws-plaintext-loopback "${root_opt[@]}" --quiet
 start central "${nodelay[@]}" mosquitto -c "$work/central/mosquitto.conf"
 wait_port "$central_port" central
 
 for site in "${sites[@]}"; do
+  # shellcheck disable=SC2046
   /usr/bin/python3 "$gen" site --site "$site" --out "$work/$site" --port "$(site_port "$site")" \
     --central-host 127.0.0.1 --central-port "$central_port" \
-    --central-secrets "$work/central/secrets" "${root_opt[@]}" --quiet
+    --central-secrets "$work/central/secrets" $(tls_listener "site-$site") \
+    --bridge-cafile "$ca" --bridge-certfile "$pki/clients/bridge-$site.crt" \
+    --bridge-keyfile "$pki/clients/bridge-$site.key" "${root_opt[@]}" --quiet
   start "site-$site" "${nodelay[@]}" mosquitto -c "$work/$site/mosquitto.conf"
   wait_port "$(site_port "$site")" "site-$site"
 done
@@ -143,8 +177,9 @@ wait_port "$dash_port" dashboard
 dashboard_url="http://127.0.0.1:$dash_port/?operator=$(echo "$operator" | sed 's/ /%20/g')"
 
 post_args() { # post_args POST: connection flags of a post console
+  # shellcheck disable=SC2046
   echo --host 127.0.0.1 --port "$central_port" --post "$1" --user "post-$1" \
-    --password "$(secret "$csecrets" users "post-$1")"
+    --password "$(secret "$csecrets" users "post-$1")" $(tls_client "post-$1")
 }
 # The backup post runs unattended, its JSON lines in the log.
 # shellcheck disable=SC2046
@@ -153,10 +188,12 @@ if [ $interactive = 0 ]; then
   # shellcheck disable=SC2046
   start post-pp-paris-1 "$bin/vigie-post" --json $(post_args pp-paris-1) --by "$operator"
 fi
-start watch "$bin/vigie-watch" -p "$central_port" -u relay -P "$relay_pw" --no-color
+# shellcheck disable=SC2046
+start watch "$bin/vigie-watch" -p "$central_port" -u relay -P "$relay_pw" $(tls_client relay) --no-color
 
 for site in "${sites[@]}"; do
   sed -e "s|@DIR@|$work|g" -e "s|@SITE_PORT@|$(site_port "$site")|g" \
+      -e "s|@SITE@|$site|g" -e "s|@NODE@|$(node_of "$site")|g" \
       -e "s|@NODE_PASSWORD@|$(secret "$work/$site/secrets" users node)|g" \
       "$here/examples/demo/$site.yaml" >"$work/$site-node.yaml"
   "$bin/vigie-node" check-config "$work/$site-node.yaml" >&2

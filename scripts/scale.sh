@@ -75,9 +75,12 @@ secret() { sed -n "s/^$2 = //p" "$1/secrets" | head -1; }
 sites=()
 for ((i = 1; i <= SITES; i++)); do sites+=("$(printf 'm%04d' "$i")"); done
 
-# central broker
+# central broker. Plaintext on loopback (--plaintext-loopback): a capacity
+# measurement of brokers, relay and nodes; what TLS costs is measured by
+# vigie-bench (relay.throughput_signed, security.tls_reconnect_ms).
 cport=$(free_port)
-args=(central --out "$work/central" --port "$cport" --post p1 --run-as-root --quiet)
+args=(central --out "$work/central" --port "$cport" --post p1 --plaintext-loopback
+  --run-as-root --quiet)
 for s in "${sites[@]}"; do args+=(--site "$s"); done
 "$gen" "${args[@]}"
 LD_PRELOAD=$nodelay "$mosq" -c "$work/central/mosquitto.conf" >"$work/central.log" 2>&1 &
@@ -90,7 +93,8 @@ templates=()
 for s in "${sites[@]}"; do
   port=$(free_port)
   "$gen" site --site "$s" --out "$work/$s" --port "$port" --central-host 127.0.0.1 \
-    --central-port "$cport" --central-secrets "$work/central/secrets" --run-as-root --quiet
+    --central-port "$cport" --central-secrets "$work/central/secrets" --plaintext-loopback \
+    --run-as-root --quiet
   LD_PRELOAD=$nodelay "$mosq" -c "$work/$s/mosquitto.conf" >"$work/$s.log" 2>&1 &
   pids+=($!)
   cat >"$work/$s.yaml" <<EOF

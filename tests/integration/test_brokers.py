@@ -52,7 +52,7 @@ class GeneratorTest(HarnessTestCase):
 
     def central_args(self, out, *extra):
         return ["central", "--out", out, "--port", "18830", "--site", "louvre",
-                "--post", "p1", "--quiet"] + list(extra)
+                "--post", "p1", "--plaintext-loopback", "--quiet"] + list(extra)
 
     def snapshot(self, d):
         snap = {}
@@ -145,7 +145,8 @@ class GeneratorTest(HarnessTestCase):
         # rerun without any password option reuses the stored one.
         site = self.h.path("louvre")
         base = ["site", "--site", "louvre", "--out", site, "--port", "18831",
-                "--central-host", "127.0.0.1", "--central-port", "18830", "--quiet"]
+                "--central-host", "127.0.0.1", "--central-port", "18830",
+                "--plaintext-loopback", "--quiet"]
         r = self.gen(*base, "--central-secrets", os.path.join(out, "secrets"))
         self.assertEqual(r.returncode, 0, r.stderr)
         site_first = self.snapshot(site)
@@ -154,6 +155,52 @@ class GeneratorTest(HarnessTestCase):
         r = self.gen(*base)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.snapshot(site), site_first)
+
+    def test_plaintext_is_off_by_default_and_loopback_only(self):
+        out = self.h.path("plain")
+        central = ["central", "--out", out, "--port", "1883"]
+        site = ["site", "--site", "louvre", "--out", out, "--port", "1883",
+                "--bridge-password", "abcdefgh1", "--central-port", "1884"]
+        tls = ["--certfile", "/x/server.crt", "--keyfile", "/x/server.key"]
+        cases = [
+            (central, "no TLS on the listener"),
+            (central + ["--plaintext-loopback", "--bind", "10.1.2.3"],
+             "--bind 10.1.2.3 is not a loopback address"),
+            (central + ["--plaintext-loopback", "--bind", "127.0.0.1", "--bind", "0.0.0.0"],
+             "--bind 0.0.0.0 is not a loopback address"),
+            (central + tls + ["--ws-port", "9001", "--ws-plaintext-loopback", "--bind", "10.1.2.3"],
+             "--ws-plaintext-loopback: --bind 10.1.2.3"),
+            (central + tls + ["--ws-plaintext-loopback"], "needs --ws-port"),
+            (site + tls + ["--central-host", "127.0.0.1"], "no TLS on the bridge"),
+            (site + tls + ["--central-host", "central.example", "--plaintext-loopback"],
+             "--central-host central.example is not a loopback address"),
+            (site + ["--central-host", "127.0.0.1", "--bridge-cafile", "/x/ca.crt"],
+             "no TLS on the listener"),
+        ]
+        for args, msg in cases:
+            with self.subTest(args=args):
+                r = self.gen(*args)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn(msg, r.stderr)
+        self.assertFalse(os.path.exists(out), "a rejected run must write nothing")
+
+        # TLS everywhere but a websockets listener for a local browser.
+        r = self.gen(*central, *tls, "--cafile", "/x/ca.crt", "--require-certificate",
+                     "--ws-port", "9001", "--ws-plaintext-loopback", "--quiet")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(out, "mosquitto.conf")) as f:
+            text = f.read()
+        listeners = text[text.index("# --- Listeners"):]
+        mqtt_block, ws_block = listeners.split("listener 9001 ")
+        self.assertIn("certfile /x/server.crt", mqtt_block)
+        self.assertIn("require_certificate true", mqtt_block)
+        self.assertNotIn("certfile", ws_block)
+        # The plaintext listener says why it is there.
+        plain = self.h.path("plain2")
+        r = self.gen("central", "--out", plain, "--port", "1883", "--plaintext-loopback", "--quiet")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(plain, "mosquitto.conf")) as f:
+            self.assertIn("Plaintext, on loopback only (--plaintext-loopback)", f.read())
 
     def test_refuses_to_overwrite_foreign_config(self):
         out = self.h.path("foreign")
@@ -211,6 +258,13 @@ class BrokerConfigTest(HarnessTestCase):
                 self.assertEqual(broker.connect_rc(user), 0, f"{user}@{broker.name}")
             # Bound to 127.0.0.1 only.
             self.assertEqual(listening_addresses(broker.port), {"127.0.0.1"}, broker.name)
+            # TLS only, with a client certificate: plaintext and a client
+            # without a certificate get no CONNACK (issue 5).
+            self.assertRegex(text, re.compile(r"^require_certificate true$", re.M))
+            self.assertIsNone(try_connect(broker.host, broker.port, "relay",
+                                          broker.password(broker.ready_user), timeout=1.0))
+            self.assertIsNone(broker.connect_rc(broker.ready_user, certfile="", keyfile="",
+                                                timeout=1.0))
         # MQTT over websockets on the central.
         self.assertEqual(try_connect(central.host, central.ws_port, "dashboard",
                                      central.password("dashboard"), transport="websockets"), 0)

@@ -524,7 +524,8 @@ class DashboardTest(HarnessTestCase):
         db = self.h.path("relay.db")
         cfg = self.h.path("relay.yaml")
         with open(cfg, "w") as f:
-            f.write(RELAY_YAML.format(port=central.port, password=central.password("relay"), db=db))
+            f.write(RELAY_YAML.format(port=central.port, password=central.password("relay"), db=db,
+                                      tls=central.tls_yaml_block()))
         r = subprocess.run([relay_bin, "check-config", cfg], capture_output=True, text=True)
         self.assertEqual(r.returncode, 0, r.stderr + r.stdout)
         self.h.spawn("relay", [relay_bin, "-c", cfg])
@@ -532,7 +533,8 @@ class DashboardTest(HarnessTestCase):
         sock = self.h.path("node.sock")
         with open(ncfg, "w") as f:
             f.write(NODE_YAML.format(port=site.port, password=site.password("node"),
-                                     outbox=self.h.path("outbox.db"), sock=sock))
+                                     outbox=self.h.path("outbox.db"), sock=sock,
+                                     tls=site.tls_yaml()))
         self.h.spawn("node", [node_bin, "-c", ncfg])
         acks = self.acks(central)
         incidents = self.h.subscriber(central, "relay", ["vigie/v1/incident/+"], name="incidents")
@@ -597,7 +599,7 @@ broker:
   username: relay
   password: "{password}"
   keepalive: 5
-reporting_time: 5s
+{tls}reporting_time: 5s
 status_interval: 1s
 dispatch_resend: 2s
 posts:
@@ -637,7 +639,7 @@ socket: {sock}
 heartbeat_period: 1s
 reporting_time: 5s
 brokers:
-  primary: {{host: 127.0.0.1, port: {port}, username: node, password: "{password}", keepalive: 5}}
+  primary: {{host: 127.0.0.1, port: {port}, username: node, password: "{password}", keepalive: 5{tls}}}
 zones:
   - {{id: apollo-gallery, name: Galerie d'Apollon, location: {{lat: 48.86085, lon: 2.33700}}}}
   - {{id: apollo-balcony, name: Balcony over the quai}}

@@ -34,11 +34,12 @@ def node_config(h, name, site, broker, secondary=None, **over):
     lines += [f"{k}: {v}" for k, v in settings.items()]
     lines += ["brokers:",
               f"  primary: {{host: 127.0.0.1, port: {broker.port}, username: node, "
-              f"password: \"{broker.password('node')}\", keepalive: 5}}"]
+              f"password: \"{broker.password('node')}\", keepalive: 5{broker.tls_yaml()}}}"]
     if secondary is not None:
         user = f"node-{site}-direct"
         lines.append(f"  secondary: {{host: 127.0.0.1, port: {secondary.port}, "
-                     f"username: {user}, password: \"{secondary.password(user)}\", keepalive: 5}}")
+                     f"username: {user}, password: \"{secondary.password(user)}\", keepalive: 5"
+                     f"{secondary.tls_yaml()}}}")
     lines += ["zones:",
               "  - {id: gallery, name: Gallery, floor: \"1\", facade: north, cameras: [cam-1]}",
               "  - {id: balcony, name: Balcony}",

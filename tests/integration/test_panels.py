@@ -33,7 +33,7 @@ def panels_config(h, name, site, broker, tcp_port, udp_port, supervision=None,
         "failover_time: 30s",
         "brokers:",
         f"  primary: {{host: 127.0.0.1, port: {broker.port}, username: node, "
-        f"password: \"{broker.password('node')}\", keepalive: 5}}",
+        f"password: \"{broker.password('node')}\", keepalive: 5{broker.tls_yaml()}}}",
         "zones:",
         "  - {id: gallery, name: Gallery}",
         "  - {id: balcony, name: Balcony}",

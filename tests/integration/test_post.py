@@ -266,7 +266,7 @@ class PostTest(HarnessTestCase):
     def flags(self):
         return ["--host", self.central.host, "--port", str(self.central.port),
                 "--post", POST, "--user", f"post-{POST}",
-                "--password", self.central.password(f"post-{POST}")]
+                "--password", self.central.password(f"post-{POST}")] + self.central.tls_args()
 
     def write_config(self, operator=OPERATOR):
         path = self.h.path("post.yaml")
@@ -280,7 +280,8 @@ class PostTest(HarnessTestCase):
                     f"  port: {self.central.port}\n"
                     f"  username: post-{POST}\n"
                     f"  password: \"{self.central.password(f'post-{POST}')}\"\n"
-                    f"  keepalive: 5\n")
+                    f"  keepalive: 5\n"
+                    + self.central.tls_yaml_block())
         return path
 
     def start_post(self, name="post", args=None):
@@ -294,7 +295,8 @@ class PostTest(HarnessTestCase):
         """A fresh subscriber sees the retained PostState with `want_status`."""
         def check():
             sub = hh.Subscriber(self.central.host, self.central.port, "relay",
-                                self.central.password("relay"), [STATE], name="late-joiner")
+                                self.central.password("relay"), [STATE], name="late-joiner",
+                                ca=self.central.tls_ca)
             try:
                 ms = sub.wait_for(lambda ms: ms, timeout=2.0, what="the retained post state")
                 st = post_state(ms[-1].payload)
@@ -397,6 +399,9 @@ class PostTest(HarnessTestCase):
         self.assertEqual(p.wait_line("dispatch", id="lyon-4-l2")[0]["backup_for"], "pp-lyon")
 
         # The relay re-sends a dispatch it did not see acked: the post acks again.
+        # (The ack of orsay-3-l1 reaches the relay's subscriber after the post
+        # has its PUBACK: wait for it, or it may land after clear().)
+        self.acks.wait_for_count(2, topic=ACK)
         self.acks.clear()
         time.sleep(5.2)  # past the post's repeat guard, see post.c ACK_REPEAT_MS
         self.relay_sends(dispatch("louvre-17-l2", attempt=7))

@@ -47,9 +47,12 @@ POST_SCRIPT = textwrap.dedent("""
     import paho.mqtt.client as mqtt
     import vigie_pb2 as pb
     host, port, post, pw = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    tls = sys.argv[5:8]  # CA, client certificate, key: the harness brokers speak TLS
     def state(s):
         return pb.PostState(post=post, status=s, time_us=int(time.time() * 1e6)).SerializeToString()
     c = mqtt.Client(client_id="post-" + post, clean_session=False)
+    if tls:
+        c.tls_set(ca_certs=tls[0], certfile=tls[1] or None, keyfile=tls[2] or None)
     c.username_pw_set("post-" + post, pw)
     c.will_set(f"vigie/v1/post/{post}/state", state(pb.POST_OFFLINE), qos=1, retain=True)
     def on_connect(cl, ud, fl, rc):
@@ -217,7 +220,8 @@ class EscalationTest(HarnessTestCase):
         env = {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}
         proc = self.h.spawn("post-p1", [sys.executable, script, self.central.host,
                                         str(self.central.port), "p1",
-                                        self.central.password("post-p1")], env=env)
+                                        self.central.password("post-p1")]
+                             + self.central.tls_files(), env=env)
         wait_for(lambda: "online" in proc.log_text(), 10, "post p1 online")
         self.alarm(p.KIND_DISPLAY_CASE, "case-regalia")
         wait_for(lambda: "dispatch " in proc.log_text(), 3, "p1 received the dispatch")

@@ -216,7 +216,7 @@ outbox: {self.h.path('hall-1.db')}
 heartbeat_period: 500ms
 reporting_time: 2s
 brokers:
-  primary: {{host: 127.0.0.1, port: {site.port}, username: {site.node_user()}, password: "{site.password(site.node_user())}"}}
+  primary: {{host: 127.0.0.1, port: {site.port}, username: {site.node_user()}, password: "{site.password(site.node_user())}"{site.tls_yaml()}}}
 """)
         node = self.h.spawn("node", [node_bin, "-c", conf, "--scenario", scenario, "--speed", "100",
                                      "--exit-after-scenario"])

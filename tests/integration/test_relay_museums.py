@@ -27,7 +27,7 @@ outbox: {dir}/louvre-apollo-1.db
 heartbeat_period: 500ms
 reporting_time: 3s
 brokers:
-  primary: {{host: 127.0.0.1, port: {port}, username: {user}, password: "{password}"}}
+  primary: {{host: 127.0.0.1, port: {port}, username: {user}, password: "{password}"{tls}}}
 zones:
   - {{id: quai-facade, name: "Seine facade, quai side", kind: facade, floor: "0", facade: seine}}
   - {{id: apollo-balcony, name: "Apollo balcony", kind: balcony, floor: "1", facade: seine}}
@@ -49,7 +49,7 @@ outbox: {dir}/{site}-hall-1.db
 heartbeat_period: 500ms
 reporting_time: 3s
 brokers:
-  primary: {{host: 127.0.0.1, port: {port}, username: {user}, password: "{password}"}}
+  primary: {{host: 127.0.0.1, port: {port}, username: {user}, password: "{password}"{tls}}}
 """
 
 QUIET_SCENARIO = """# normal traffic: nothing here is a crime
@@ -86,7 +86,8 @@ class ThreeMuseumsTest(HarnessTestCase):
             with open(script, "w") as f:
                 f.write(POST_SCRIPT)
         proc = self.h.spawn(post, [sys.executable, script, central.host, str(central.port),
-                                   post, central.password(f"post-{post}")],
+                                   post, central.password(f"post-{post}")]
+                            + central.tls_files(),
                             env={"PYTHONPATH": os.environ.get("PYTHONPATH", "")})
         wait_for(lambda: "online" in proc.log_text(), 10, f"post {post} online")
         return proc
@@ -95,7 +96,8 @@ class ThreeMuseumsTest(HarnessTestCase):
         conf = self.h.path(f"{name}.yaml")
         with open(conf, "w") as f:
             f.write(conf_text.format(dir=self.h.tmp, port=site.port, user=site.node_user(),
-                                     password=site.password(site.node_user()), site=site.site))
+                                     password=site.password(site.node_user()), site=site.site,
+                                     tls=site.tls_yaml()))
         return self.h.spawn(name, [bin_path("vigie-node"), "-c", conf, "--scenario", scenario,
                                    "--speed", str(SPEED), "--loop", str(loops)])
 

@@ -41,7 +41,7 @@ outbox: {dir}/{site}-{tag}.db
 heartbeat_period: 500ms
 reporting_time: 10s
 brokers:
-  primary: {{host: 127.0.0.1, port: {port}, username: {user}, password: "{password}"}}
+  primary: {{host: 127.0.0.1, port: {port}, username: {user}, password: "{password}"{tls}}}
 """
 
 
@@ -152,6 +152,7 @@ class PatternsTest(HarnessTestCase):
         conf = self.h.path(f"{museum}-{tag}.yaml")
         with open(conf, "w") as f:
             f.write(NODE_CONF.format(dir=self.h.tmp, site=museum, tag="node", port=site.port,
+                                     tls=site.tls_yaml(),
                                      user=site.node_user(),
                                      password=site.password(site.node_user())))
         proc = self.h.spawn(f"node-{museum}-{tag}", [bin_path("vigie-node"), "-c", conf,

@@ -127,7 +127,7 @@ outbox: {self.h.path('apollo-1.db')}
 heartbeat_period: 300ms
 reporting_time: 1500ms
 brokers:
-  primary: {{host: 127.0.0.1, port: {site.port}, username: {site.node_user()}, password: "{site.password(site.node_user())}"}}
+  primary: {{host: 127.0.0.1, port: {site.port}, username: {site.node_user()}, password: "{site.password(site.node_user())}"{site.tls_yaml()}}}
 """)
         node = self.h.spawn("node", [node_bin, "-c", conf])
         wait_for(lambda: "node louvre/apollo-1 online" in relay.log(), 10, "the node's birth")

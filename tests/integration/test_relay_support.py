@@ -107,6 +107,10 @@ class Relay:
             "posts": [p if isinstance(p, dict) else {"id": p} for p in posts],
             "sites": list(sites),
         }
+        # TLS as the broker speaks it (the harness's brokers: always).
+        tls = central.tls_conf() if hasattr(central, "tls_conf") else None
+        if tls:
+            cfg["broker"]["tls"] = tls
         if escalation is not None:
             cfg["escalation"] = escalation
         cfg.update(options)

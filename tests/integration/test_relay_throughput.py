@@ -2,7 +2,8 @@
 the same stream (issue item 10's `relay.throughput`, measured here until
 vigie-bench has it).
 
-A plain mosquitto (in memory, unlimited queues) is used so that the figure
+A plain mosquitto (in memory, unlimited queues, TLS with the harness's
+certificates like every broker of the tests) is used so that the figure
 depends on the relay and libmosquitto only, not on the disk the central's
 persistence writes to; against the generated central the relay drained
 40,000 events at about 95k/s and the bare subscriber at about 105k/s.
@@ -22,8 +23,8 @@ import sys
 import time
 import unittest
 
-from vigie_harness import (HarnessTestCase, MOSQUITTO, free_port, publish_many, try_connect,
-                           wait_for)
+from vigie_harness import (Broker, HarnessTestCase, MOSQUITTO, free_port, harness_pki,
+                           publish_many, try_connect, wait_for)
 from test_relay_support import Relay, event
 
 TOPIC = "vigie/v1/site/+/node/+/event"
@@ -35,20 +36,32 @@ def report(text):
 
 class PlainBroker:
     """mosquitto, anonymous, in memory, unlimited queues, 100 in flight
-    (as the generated central)."""
+    (as the generated central); TLS with client certificates, as every
+    broker of the tests."""
+
+    # The client-side TLS helpers of the harness's brokers.
+    tls_conf = Broker.tls_conf
+    tls_files = Broker.tls_files
 
     def __init__(self, h):
         self.host = "127.0.0.1"
         self.port = free_port()
         self.name = "plain-broker"
+        pki = harness_pki()
+        self.tls_ca, self.tls_cert, self.tls_key = pki.ca, pki.client_cert, pki.client_key
         conf = h.path("plain.conf")
         with open(conf, "w") as f:
+            # As root, mosquitto would drop to user mosquitto, which cannot
+            # read the harness's certificates.
+            f.write("user root\n" if os.geteuid() == 0 else "")
             f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+                    f"cafile {pki.ca}\ncertfile {pki.server_cert}\nkeyfile {pki.server_key}\n"
+                    "require_certificate true\n"
                     "persistence false\nmax_queued_messages 0\nmax_queued_bytes 0\n"
                     "max_inflight_messages 100\nset_tcp_nodelay true\n")
         self.proc = h.spawn(self.name, [MOSQUITTO, "-c", conf])
-        wait_for(lambda: try_connect(self.host, self.port, None, None, timeout=1.0) == 0, 10,
-                 "plain broker")
+        wait_for(lambda: try_connect(self.host, self.port, None, None, timeout=1.0,
+                                     ca=self.tls_ca) == 0, 10, "plain broker")
 
     def password(self, user):
         return "unused"
@@ -64,8 +77,10 @@ class ThroughputTest(HarnessTestCase):
         relay = Relay(self.h, central)
         relay.start()
         relay.stop()  # its session (and subscription) stays at the broker
+        ca, cert, key = central.tls_files()
         bare = ["mosquitto_sub", "-h", central.host, "-p", str(central.port), "-u", "relay",
-                "-P", pw, "-q", "1", "-c", "-i", "bare-subscriber", "-t", TOPIC]
+                "-P", pw, "-q", "1", "-c", "-i", "bare-subscriber", "-t", TOPIC,
+                "--cafile", ca, "--cert", cert, "--key", key]
         subprocess.run(bare + ["-E"], check=True, timeout=10)
 
         pub = self.h.client(central, "node")

@@ -223,7 +223,7 @@ key_id: {self.n1.key_id}
 heartbeat_period: 300ms
 reporting_time: 2s
 brokers:
-  primary: {{host: 127.0.0.1, port: {site.port}, username: {site.node_user()}, password: "{site.password(site.node_user())}"}}
+  primary: {{host: 127.0.0.1, port: {site.port}, username: {site.node_user()}, password: "{site.password(site.node_user())}"{site.tls_yaml()}}}
 """)
         node = self.h.spawn("node", [bin_path("vigie-node"), "-c", conf, "--scenario", scenario,
                                      "--speed", "100", "--exit-after-scenario"])

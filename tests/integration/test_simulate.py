@@ -27,7 +27,7 @@ outbox: {outbox}
 heartbeat_period: 1s
 reporting_time: 4s
 brokers:
-  primary: {{host: 127.0.0.1, port: {port}, username: {user}, password: "{password}"}}
+  primary: {{host: 127.0.0.1, port: {port}, username: {user}, password: "{password}"{tls}}}
 """
 
 
@@ -64,7 +64,8 @@ class SimulateTest(HarnessTestCase):
         with open(conf, "w") as f:
             f.write(TEMPLATE.format(outbox=self.h.path("outboxes"), port=site.port,
                                     user=site.node_user(),
-                                    password=site.password(site.node_user())))
+                                    password=site.password(site.node_user()),
+                                    tls=site.tls_yaml()))
         t0 = time.monotonic()
         sim = self.h.spawn("simulate", [node_bin, "--simulate", str(NODES), "-c", conf,
                                         "--simulate-rate", str(RATE),

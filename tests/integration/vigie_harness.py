@@ -30,8 +30,37 @@ Quick reference
                  restart(), wait_exit(), log_path, log_tail().
     Subscriber:  messages, count(), payloads(), wait_for_count(),
                  wait_for(), wait_quiet(), clear(), close().
-    wait_for(cond, timeout, what), free_port(), try_connect(),
-    publish_sync(), decode_event(), make_signed_event(), ReceiptPlayer.
+    MqttClient (paho's, TLS-safe), wait_for(cond, timeout, what),
+    free_port(), try_connect(), publish_sync(), decode_event(),
+    make_signed_event(), ReceiptPlayer, harness_pki(), tls_set().
+
+TLS by default
+--------------
+Every broker the harness starts listens with TLS only, and requires a
+client certificate: a CA and certificates are made once per process with
+broker-config/vigie-keys (harness_pki()); one server certificate (127.0.0.1)
+serves every broker, one client certificate (CN vigie-test) every client,
+the site bridges included. The harness's own clients use it on their own.
+A test that writes a daemon's config takes the broker's TLS settings from:
+
+    broker.tls_yaml()       ", tls: {ca: ..., cert: ..., key: ...}" for a
+                            YAML flow map (node, panels), "" when plaintext
+    broker.tls_yaml_block() "  tls: {...}" and a newline: a line of a
+                            YAML block map (relay, post)
+    broker.tls_conf()       {"ca":, "cert":, "key":} or None (relay JSON)
+    broker.tls_args()       ["--cafile", ca, "--cert", crt, "--key", key]
+                            (vigie-post, vigie-watch; [] when plaintext)
+    broker.tls_files()      [ca, cert, key]: a test's own script
+    broker.tls_paho(client) tls_set() on a paho client of the test's own
+
+Opt-outs: start_central(tls=False) / start_site(tls=False) give plaintext
+listeners on loopback (vigie-broker-config --plaintext-loopback): for a
+plaintext baseline and tests that need it; today only
+test_central_failover.py, which tests the failover alone.
+start_central(ws=True) adds a plaintext websockets listener on loopback
+(--ws-plaintext-loopback) for the dashboard in Chromium, which does not
+trust the test CA. tls_ca=CA: the test configures TLS itself
+(extra_args) with its own CA, and the harness adds nothing (test_tls.py).
 
 Environment: VIGIE_SOURCE (repository), VIGIE_BUILD (build directory, for
 binaries), VIGIE_KEEP_TMP=1 keeps the temporary directories, VIGIE_SHOW_LOGS=1
@@ -46,6 +75,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -67,6 +97,8 @@ MOSQUITTO = (shutil.which("mosquitto")
 # ctest timeout's SIGKILL). The parent is the thread that forked: start
 # processes from the main thread.
 SETPRIV = shutil.which("setpriv")
+KEYS = os.path.join(SOURCE, "broker-config", "vigie-keys")
+TLS_CLIENT = "vigie-test"
 
 _ids = itertools.count(1)
 _ports_given = set()
@@ -127,18 +159,99 @@ def free_port():
     raise RuntimeError("no free port found")
 
 
+# --- TLS -----------------------------------------------------------------
+
+class HarnessPki:
+    """The CA and certificates of one test process (see "TLS by default")."""
+
+    def __init__(self, root):
+        self.root = root
+        self.ca = os.path.join(root, "ca", "ca.crt")
+        self.server_cert = os.path.join(root, "brokers", "central.crt")
+        self.server_key = os.path.join(root, "brokers", "central.key")
+        self.client_cert = os.path.join(root, "clients", f"{TLS_CLIENT}.crt")
+        self.client_key = os.path.join(root, "clients", f"{TLS_CLIENT}.key")
+
+
+_pki = None
+_pki_lock = threading.Lock()
+
+
+def harness_pki():
+    """The HarnessPki of this process, made at the first call with vigie-keys
+    (a CA, a server certificate for 127.0.0.1/localhost, a client
+    certificate) in a temporary directory removed at exit."""
+    global _pki
+    with _pki_lock:
+        if _pki is None:
+            root = tempfile.mkdtemp(prefix="vigie-pki-")
+            r = subprocess.run([sys.executable, KEYS, "--out", root, "--client", TLS_CLIENT,
+                                "--quiet"], stdin=subprocess.DEVNULL, capture_output=True,
+                               text=True, timeout=60)
+            if r.returncode != 0:
+                shutil.rmtree(root, ignore_errors=True)
+                raise AssertionError(f"vigie-keys failed ({r.returncode}): {r.stderr}{r.stdout}")
+            if not os.environ.get("VIGIE_KEEP_TMP"):
+                atexit.register(shutil.rmtree, root, True)
+            _pki = HarnessPki(root)
+        return _pki
+
+
+class MqttClient(mqtt.Client):
+    """paho's Client, but a TLS connection the broker closed (it stopped,
+    was killed, restarts) counts as a lost connection, as in plaintext.
+    paho 1.6 turns only ConnectionError into "connection lost"; the
+    ssl.SSLEOFError of a TLS socket escapes, and a loop_start() thread dies
+    for good: its client never reconnects."""
+
+    def _sock_send(self, buf):
+        try:
+            return super()._sock_send(buf)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise BlockingIOError from None
+        except ssl.SSLError as e:
+            raise ConnectionError(f"TLS: {e}") from e
+
+    def _sock_recv(self, bufsize):
+        try:
+            return super()._sock_recv(bufsize)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise BlockingIOError from None
+        except ssl.SSLError as e:
+            raise ConnectionError(f"TLS: {e}") from e
+
+
+def tls_set(client, ca, certfile=None, keyfile=None):
+    """TLS on a paho client: verify the broker against `ca` (host name
+    included: the harness certificate names 127.0.0.1)."""
+    client.tls_set(ca_certs=ca, certfile=certfile, keyfile=keyfile,
+                   tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    return client
+
+
+def _client_cert_for(ca, certfile, keyfile):
+    """A client trusting the harness CA presents the harness client
+    certificate unless told otherwise (the harness brokers require one)."""
+    if ca and certfile is None and _pki is not None and ca == _pki.ca:
+        return _pki.client_cert, _pki.client_key
+    return certfile or None, keyfile or None  # "": no certificate at all
+
+
 # --- MQTT helpers --------------------------------------------------------
 
 def try_connect(host, port, user, password, timeout=2.0, transport="tcp", client_id=None,
-                ca=None):
+                ca=None, certfile=None, keyfile=None):
     """Connect once and disconnect. Returns the CONNACK code (0 accepted,
     5 not authorised, ...) or None when no CONNACK came (nothing listening,
-    timeout). `ca`: TLS, trusting that CA file."""
+    timeout, TLS refused). `ca`: TLS, trusting that CA file; with the
+    harness CA the harness client certificate is presented unless
+    `certfile`/`keyfile` name another ("": none)."""
     got = {}
-    c = mqtt.Client(client_id=client_id or unique_id("probe"), clean_session=True,
-                    transport=transport)
+    c = MqttClient(client_id=client_id or unique_id("probe"), clean_session=True,
+                   transport=transport)
     if ca:
-        c.tls_set(ca_certs=ca)
+        certfile, keyfile = _client_cert_for(ca, certfile, keyfile)
+        tls_set(c, ca, certfile, keyfile)
     if user is not None:
         c.username_pw_set(user, password)
 
@@ -148,7 +261,7 @@ def try_connect(host, port, user, password, timeout=2.0, transport="tcp", client
     c.on_connect = on_connect
     try:
         c.connect(host, port, keepalive=10)
-    except OSError:
+    except OSError:  # ssl.SSLError included: a handshake refused
         return None
     try:
         deadline = time.monotonic() + timeout
@@ -158,6 +271,8 @@ def try_connect(host, port, user, password, timeout=2.0, transport="tcp", client
         if got.get("rc") == 0:
             c.disconnect()
             c.loop(timeout=0.01)
+    except OSError:  # ssl.SSLError: e.g. TLS 1.3's "certificate required" alert
+        pass
     finally:
         sock = c.socket()
         if sock is not None:
@@ -203,7 +318,7 @@ class Subscriber:
 
     def __init__(self, host, port, user, password, topics, qos=1, client_id=None,
                  clean_session=True, name=None, transport="tcp", connect_timeout=10.0,
-                 ca=None):
+                 ca=None, certfile=None, keyfile=None):
         self.name = name or client_id or "subscriber"
         self.topics = [topics] if isinstance(topics, str) else list(topics)
         self.qos = qos
@@ -213,10 +328,11 @@ class Subscriber:
         self._cond = threading.Condition()
         self._suback_pending = None
         self.client_id = client_id or unique_id("sub")
-        c = mqtt.Client(client_id=self.client_id, clean_session=clean_session,
-                        transport=transport)
+        c = MqttClient(client_id=self.client_id, clean_session=clean_session,
+                       transport=transport)
         if ca:
-            c.tls_set(ca_certs=ca)
+            certfile, keyfile = _client_cert_for(ca, certfile, keyfile)
+            tls_set(c, ca, certfile, keyfile)
         c.username_pw_set(user, password)
         c.reconnect_delay_set(0.1, 1)
         c.max_inflight_messages_set(100)
@@ -478,6 +594,9 @@ class Broker:
         self.data_dir = os.path.join(config_dir, "data")
         self.extra_args = list(extra_args)
         self.tls_ca = None  # set: the listener speaks TLS only, signed by this CA
+        self.tls_cert = None  # the client certificate clients present
+        self.tls_key = None
+        self.harness_tls = False  # TLS configured by the harness (harness_pki())
         self.users = {}
         self.proc = harness._new_proc(name, [MOSQUITTO, "-c", self.conf], env=broker_env())
 
@@ -485,10 +604,31 @@ class Broker:
     def generator_args(self):
         raise NotImplementedError
 
+    def use_harness_tls(self):
+        """TLS listeners with the harness PKI, client certificates required."""
+        pki = harness_pki()
+        self.harness_tls = True
+        self.tls_ca = pki.ca
+        self.tls_cert, self.tls_key = pki.client_cert, pki.client_key
+
+    def tls_generator_args(self):
+        if self.harness_tls:
+            pki = harness_pki()
+            args = ["--cafile", pki.ca, "--certfile", pki.server_cert,
+                    "--keyfile", pki.server_key, "--require-certificate"]
+            if self.ws_port:
+                # The dashboard test's Chromium does not trust the test CA.
+                args.append("--ws-plaintext-loopback")
+            return args
+        if self.tls_ca:
+            return []  # the test gives the TLS options itself (extra_args)
+        return ["--plaintext-loopback"]
+
     def generate(self):
         args = self.generator_args() + ["--out", self.config_dir, "--port", str(self.port)]
         if self.ws_port:
             args += ["--ws-port", str(self.ws_port)]
+        args += self.tls_generator_args()
         if os.geteuid() == 0:
             args.append("--run-as-root")
         self.harness.run_generator(args + self.extra_args + ["--quiet"], check=True)
@@ -546,6 +686,50 @@ class Broker:
             password = self.password(user)
         kw.setdefault("ca", self.tls_ca)
         return try_connect(self.host, self.port, user, password, **kw)
+
+    # what clients of this broker need for TLS (None / "" / []: plaintext)
+    def tls_conf(self):
+        """{"ca", "cert", "key"} for a daemon's broker section, or None."""
+        if not self.tls_ca:
+            return None
+        out = {"ca": self.tls_ca}
+        if self.tls_cert:
+            out.update(cert=self.tls_cert, key=self.tls_key)
+        return out
+
+    def tls_yaml(self):
+        """', tls: {...}' to append inside a YAML flow map of a broker."""
+        t = self.tls_conf()
+        if not t:
+            return ""
+        return ", tls: {" + ", ".join(f'{k}: "{v}"' for k, v in t.items()) + "}"
+
+    def tls_yaml_block(self, indent=2):
+        """'tls: {...}' as a line of a YAML block map at `indent`, or ""."""
+        t = self.tls_yaml()
+        return f"{' ' * indent}{t[2:]}\n" if t else ""
+
+    def tls_args(self, ca="--cafile", cert="--cert", key="--key"):
+        """Command-line TLS options (vigie-post, vigie-watch)."""
+        t = self.tls_conf()
+        if not t:
+            return []
+        out = [ca, t["ca"]]
+        if "cert" in t:
+            out += [cert, t["cert"], key, t["key"]]
+        return out
+
+    def tls_files(self):
+        """[ca, cert, key] (cert and key "" without a client certificate),
+        or [] when plaintext: positional arguments of a test's own script."""
+        t = self.tls_conf()
+        return [t["ca"], t.get("cert", ""), t.get("key", "")] if t else []
+
+    def tls_paho(self, client):
+        """TLS on a paho client of the test's own."""
+        if self.tls_ca:
+            tls_set(client, self.tls_ca, self.tls_cert, self.tls_key)
+        return client
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.name} {self.host}:{self.port} pid={self.pid}>"
@@ -615,6 +799,13 @@ class SiteBroker(Broker):
                 "--central-secrets", self.central.secrets_path]
         for n in self.nodes:
             args += ["--node", n]
+        if self.harness_tls or not self.tls_ca:
+            if getattr(self.central, "harness_tls", False):
+                pki = harness_pki()
+                args += ["--bridge-cafile", pki.ca, "--bridge-certfile", pki.client_cert,
+                         "--bridge-keyfile", pki.client_key]
+            elif not getattr(self.central, "tls_ca", None) and self.harness_tls:
+                args.append("--plaintext-loopback")  # a plaintext central (tls=False)
         return args
 
     @property
@@ -647,7 +838,9 @@ class SiteBroker(Broker):
         central = self.central
         sub = Subscriber(central.host, central.port, central.ready_user,
                          central.password(central.ready_user), [topic],
-                         name=f"bridge probe {self.site}", ca=central.tls_ca)
+                         name=f"bridge probe {self.site}", ca=getattr(central, "tls_ca", None),
+                         certfile=getattr(central, "tls_cert", None),
+                         keyfile=getattr(central, "tls_key", None))
         pub = None
         try:
             pub = self.harness.client(self, self.node_user(), track=False)
@@ -794,28 +987,38 @@ class Harness:
 
     # brokers
     def start_central(self, name="central", sites=(), posts=(), ws=False,
-                      direct_node_users=False, extra_args=(), start=True, tls_ca=None):
+                      direct_node_users=False, extra_args=(), start=True, tls_ca=None,
+                      tls=True):
         """Generate and start a central broker (users: relay, dashboard,
-        post-<post>, bridge-<site>). Returns a CentralBroker, ready."""
+        post-<post>, bridge-<site>). Returns a CentralBroker, ready.
+        TLS with the harness PKI unless tls=False (plaintext on loopback)
+        or tls_ca (the test's own TLS options in extra_args)."""
         b = CentralBroker(self, name, self.path(name), free_port(),
                           ws_port=free_port() if ws else None, sites=sites, posts=posts,
                           direct_node_users=direct_node_users, extra_args=extra_args)
-        b.tls_ca = tls_ca
+        if tls_ca:
+            b.tls_ca = tls_ca
+        elif tls:
+            b.use_harness_tls()
         b.generate()
         if start:
             b.start()
         return b
 
     def start_site(self, site, central, name=None, nodes=(), extra_args=(), start=True, tls_ca=None,
-                   wait_bridge=True, timeout=20.0):
+                   wait_bridge=True, timeout=20.0, tls=True):
         """Generate and start the site broker of `site`, bridged to `central`
         (adds bridge-<site> to the central if needed). Waits until it accepts
         connections and, if the central runs and wait_bridge, until the bridge
-        carries messages. Users: node (or node-<node> per `nodes`), monitor."""
+        carries messages. Users: node (or node-<node> per `nodes`), monitor.
+        TLS as start_central(); the bridge uses TLS when the central does."""
         central.add_site(site)
         b = SiteBroker(self, name or f"site-{site}", self.path(name or f"site-{site}"),
                        free_port(), site, central, nodes=nodes, extra_args=extra_args)
-        b.tls_ca = tls_ca
+        if tls_ca:
+            b.tls_ca = tls_ca
+        elif tls:
+            b.use_harness_tls()
         b.generate()
         if start:
             b.start()
@@ -827,6 +1030,8 @@ class Harness:
     def subscriber(self, broker, user, topics, password=None, **kw):
         """A Subscriber on `broker` as `user`, closed by close()."""
         kw.setdefault("ca", getattr(broker, "tls_ca", None))
+        kw.setdefault("certfile", getattr(broker, "tls_cert", None))
+        kw.setdefault("keyfile", getattr(broker, "tls_key", None))
         s = Subscriber(broker.host, broker.port, user,
                        broker.password(user) if password is None else password,
                        topics, name=kw.pop("name", f"{user}@{broker.name}"), **kw)
@@ -838,9 +1043,10 @@ class Harness:
         """A connected paho client (network thread running) on `broker`."""
         connected = threading.Event()
         result = {}
-        c = mqtt.Client(client_id=client_id or unique_id(user), clean_session=clean_session)
+        c = MqttClient(client_id=client_id or unique_id(user), clean_session=clean_session)
         if getattr(broker, "tls_ca", None):
-            c.tls_set(ca_certs=broker.tls_ca)
+            tls_set(c, broker.tls_ca, getattr(broker, "tls_cert", None),
+                    getattr(broker, "tls_key", None))
         c.username_pw_set(user, broker.password(user) if password is None else password)
         c.reconnect_delay_set(0.1, 1)
         c.max_inflight_messages_set(100)
@@ -1012,7 +1218,10 @@ class ReceiptPlayer:
         pb = _pb()
         self._pb = pb
         connected = threading.Event()
-        c = mqtt.Client(client_id=self.client_id, clean_session=self.clean_session)
+        c = MqttClient(client_id=self.client_id, clean_session=self.clean_session)
+        if getattr(self.central, "tls_ca", None):
+            tls_set(c, self.central.tls_ca, getattr(self.central, "tls_cert", None),
+                    getattr(self.central, "tls_key", None))
         c.username_pw_set(self.user, self.central.password(self.user))
         c.reconnect_delay_set(0.1, 1)
         c.max_inflight_messages_set(100)
