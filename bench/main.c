@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "tls_bench.h"
 #include "vigie/error.h"
 #include "vigie/log.h"
 #include "vigie/mqtt.h"
@@ -37,7 +38,8 @@ static const char usage[] =
 	"panels.latency_p99 and panels.ack_latency_p99 (us),\n"
 	"relay.latency_p50 and relay.latency_p99 (us), relay.throughput\n"
 	"(events/s), relay.rss_10k_nodes (MB), patterns.eval_rate\n"
-	"(incidents/s), patterns.bytes_per_incident, security.verify_us\n"
+	"(incidents/s), patterns.bytes_per_incident, security.verify_us,\n"
+	"relay.throughput_signed (events/s), security.tls_reconnect_ms\n"
 	"output: one JSON object per line on stdout; progress on stderr\n"
 	"exit status: 0 all figures measured, 1 some failed, 2 bad usage\n";
 
@@ -59,6 +61,8 @@ static const struct figure figures[] = {
 	{{"patterns.eval_rate", "patterns.bytes_per_incident", NULL},
 	 bench_patterns},
 	{{"security.verify_us", NULL}, bench_security},
+	{{"relay.throughput_signed", NULL}, bench_relay_throughput_signed},
+	{{"security.tls_reconnect_ms", NULL}, bench_tls_reconnect},
 };
 
 bool bench_wanted(const struct bench_opts *o, const char *name)
