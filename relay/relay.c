@@ -1496,12 +1496,10 @@ static void on_verified(void *ud, struct verify_job *j)
 	default:
 		break;
 	}
-	if (j->t.type == VIGIE_TOPIC_EVENT) {
+	if (j->t.type == VIGIE_TOPIC_EVENT)
 		ingest_event(r, &j->t, j->topic, j->payload, j->len, j->ev, j);
-		vigie__store_flush(r->store);
-	} else {
+	else
 		ingest_heartbeat(r, &j->t, j->topic, j->body, j);
-	}
 }
 
 static void set_uncovered(struct vigie_relay *r, struct sup_node *n,
@@ -1925,7 +1923,6 @@ static void on_message(struct vigie_mqtt *m, void *ud, const char *topic,
 	switch (t.type) {
 	case VIGIE_TOPIC_EVENT:
 		handle_event(r, &t, topic, payload, len);
-		vigie__store_flush(r->store);
 		break;
 	case VIGIE_TOPIC_HEARTBEAT:
 		handle_heartbeat(r, &t, topic, payload, len);

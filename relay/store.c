@@ -312,7 +312,6 @@ static void *arena_alloc(struct batch *b, size_t size)
 }
 
 static void kick_cb(uv_idle_t *h);
-static void submit(struct relay_store *st);
 
 /* Seal the open batch on the next loop turn: whatever the I/O of this turn
  * queues rides along (group commit without an added delay). */
@@ -565,14 +564,6 @@ int vigie__store_defer_durable(struct relay_store *st, store_defer_cb cb,
 			       void *arg)
 {
 	return defer(st, cb, arg, true);
-}
-
-void vigie__store_flush(struct relay_store *st)
-{
-	if (!uv_is_active((uv_handle_t *)&st->kick))
-		return;
-	uv_idle_stop(&st->kick);
-	submit(st);
 }
 
 void vigie__store_kick(struct relay_store *st)

@@ -133,12 +133,6 @@ int vigie__store_defer(struct relay_store *st, store_defer_cb cb, void *arg);
 int vigie__store_defer_durable(struct relay_store *st, store_defer_cb cb,
 			       void *arg);
 
-/* vigie__store_flush: hand the open batch to the worker now rather than on
- * the next loop turn, if nothing is in flight: for the end of a message's
- * handling, when everything it queued is in. What arrives meanwhile
- * gathers for the next commit. */
-void vigie__store_flush(struct relay_store *st);
-
 /* vigie__store_kick: call on_seal at the next opportunity even if the open
  * batch is empty (its owner has something to add there). */
 void vigie__store_kick(struct relay_store *st);
