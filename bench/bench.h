@@ -43,6 +43,11 @@ struct bench_opts {
 	/* Site brokers without persistence: takes the broker's disk out of
 	 * the figures (diagnosis only; production has it on). */
 	bool no_persistence;
+	/* Every process of the run (brokers, daemons, clients, both sides of
+	 * each ratio) under SCHED_FIFO: other load on a shared machine then
+	 * waits, and the ratios show the code's cost rather than whose turn
+	 * it was. Reported in each figure ("sched"). */
+	bool realtime;
 	const char *const *only; /* NULL-terminated prefixes; NULL: all */
 };
 

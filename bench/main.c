@@ -4,8 +4,10 @@
  * progress goes to stderr. Everything runs on 127.0.0.1 with brokers,
  * nodes and relays it starts itself and stops again, also when
  * interrupted. */
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +24,7 @@
 
 static const char usage[] =
 	"usage: vigie-bench [--quick] [--only PREFIX]... [--no-persistence]\n"
-	"                   [--verbose]\n"
+	"                   [--realtime] [--verbose]\n"
 	"  --only PREFIX     run only the figures whose name starts with "
 	"PREFIX\n"
 	"                    (repeatable), e.g. --only node.latency\n"
@@ -30,6 +32,9 @@ static const char usage[] =
 	"  --no-persistence  site brokers without persistence, to take the\n"
 	"                    broker's disk out of the figures (production has "
 	"it)\n"
+	"  --realtime        run every process of the run under SCHED_FIFO\n"
+	"                    (root or CAP_SYS_NICE): on a shared machine,\n"
+	"                    other load then waits (\"sched\" in each figure)\n"
 	"  --verbose         log the node's and libvigie's info messages\n"
 	"  --help            this text\n"
 	"figures: node.publish_rate (events/s), node.latency_p50 and\n"
@@ -106,6 +111,7 @@ void bench_emit(const struct bench_opts *o, const char *name, double value,
 	printf("{\"name\":\"%s\",\"value\":", name);
 	put_number(value);
 	printf(",\"unit\":\"%s\"", unit);
+	printf(",\"sched\":\"%s\"", o->realtime ? "fifo" : "other");
 	if (baseline > 0) {
 		printf(",\"baseline\":");
 		put_number(baseline);
@@ -122,6 +128,7 @@ int main(int argc, char **argv)
 		{"quick", no_argument, NULL, 'q'},
 		{"no-persistence", no_argument, NULL, 'P'},
 		{"verbose", no_argument, NULL, 'v'},
+		{"realtime", no_argument, NULL, 'R'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -151,6 +158,9 @@ int main(int argc, char **argv)
 		case 'v':
 			level = VIGIE_LOG_INFO;
 			break;
+		case 'R':
+			o.realtime = true;
+			break;
 		case 'h':
 			fputs(usage, stdout);
 			return 0;
@@ -167,6 +177,19 @@ int main(int argc, char **argv)
 	if (n_only)
 		o.only = only;
 	vigie_log_init("vigie-bench", level);
+	if (o.realtime) {
+		/* Inherited by every thread and process started from here. */
+		struct sched_param sp = {.sched_priority = 10};
+
+		if (sched_setscheduler(0, SCHED_FIFO, &sp) != 0) {
+			fprintf(stderr,
+				"vigie-bench: --realtime: cannot use "
+				"SCHED_FIFO: %s (needs root or "
+				"CAP_SYS_NICE)\n",
+				strerror(errno));
+			return 1;
+		}
+	}
 	rc = bench_proc_init();
 	if (rc) {
 		fprintf(stderr, "vigie-bench: cannot set up: %s\n",
