@@ -112,17 +112,38 @@ class PostProc(hh.Proc):
         return self
 
     def _read(self, stream):
-        for raw in stream:
-            try:
-                obj = json.loads(raw)
-            except ValueError:
-                with self._cond:
-                    self.bad_lines.append(raw)
-                    self._cond.notify_all()
-                continue
+        # From a descriptor of our own, not the buffered stream: CPython
+        # 3.11's BufferedReader, read in this thread while the test thread
+        # closes or drops it, fails with "PyMemoryView_FromBuffer():
+        # info->buf must not be NULL" and this thread would die silently
+        # (seen in CI). The pipe ends for us when the post exits.
+        fd = os.dup(stream.fileno())
+        pending = b""
+        try:
+            while True:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                pending += chunk
+                while b"\n" in pending:
+                    raw, pending = pending.split(b"\n", 1)
+                    self._take(raw + b"\n")
+        finally:
+            os.close(fd)
+        if pending:
+            self._take(pending)
+
+    def _take(self, raw):
+        try:
+            obj = json.loads(raw)
+        except ValueError:
             with self._cond:
-                self.lines.append(obj)
+                self.bad_lines.append(raw)
                 self._cond.notify_all()
+            return
+        with self._cond:
+            self.lines.append(obj)
+            self._cond.notify_all()
 
     def send(self, line):
         self.popen.stdin.write(line.encode() + b"\n")
