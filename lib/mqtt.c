@@ -846,6 +846,26 @@ int vigie_mqtt_subscribe(struct vigie_mqtt *m, const char *pattern, int qos)
 	return translate(rc);
 }
 
+int vigie_mqtt_unsubscribe(struct vigie_mqtt *m, const char *pattern)
+{
+	int rc;
+
+	if (!pattern || mosquitto_sub_topic_check(pattern) != MOSQ_ERR_SUCCESS)
+		return VIGIE_EINVAL;
+	for (size_t i = 0; i < m->n_subs; i++) {
+		if (strcmp(m->subs[i].pattern, pattern) != 0)
+			continue;
+		free(m->subs[i].pattern);
+		m->subs[i] = m->subs[--m->n_subs];
+		break;
+	}
+	if (m->state != ST_CONNECTED)
+		return VIGIE_ENOCONN;
+	rc = mosquitto_unsubscribe(m->mosq, NULL, pattern);
+	update_poll(m);
+	return translate(rc);
+}
+
 int vigie_mqtt_publish(struct vigie_mqtt *m, const char *topic,
 		       const void *payload, size_t len, int qos, bool retain,
 		       int *mid)

@@ -92,6 +92,16 @@ static int cmd_check(const char *path)
 		       "outputs published on each)\n",
 		       cfg.broker.conn.host, cfg.broker.conn.port,
 		       cfg.standby.conn.host, cfg.standby.conn.port);
+	if (cfg.serve_listed) {
+		printf("serve: listed: only");
+		for (size_t i = 0; i < cfg.n_sites; i++)
+			printf("%s %s", i ? "," : "", cfg.sites[i].id);
+		printf(" (subscribed per site; other sites are other "
+		       "relays')\n");
+	}
+	if (!cfg.supervise_posts)
+		printf("supervise_posts: false: post states followed, a lost "
+		       "post raised by another relay\n");
 	for (size_t i = 0; i < cfg.n_sites; i++) {
 		const struct relay_site *s = &cfg.sites[i];
 

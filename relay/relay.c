@@ -48,6 +48,9 @@
 #define LOG_BURST            100   /* rejection lines per window... */
 #define LOG_WINDOW_MS        10000 /* ...then a summary */
 #define BRIDGE_PREFIX        "$SYS/broker/connection/vigie-bridge-"
+/* What `serve: all` subscribes to; `serve: listed` subscribes per site. */
+#define ALL_SITES_TOPIC   "vigie/v1/site/+/node/+/#"
+#define ALL_BRIDGES_TOPIC "$SYS/broker/connection/+/state"
 /* One security incident per site per window, however many attempts. */
 #define SECURITY_WINDOW_MS (10 * 60000)
 #define REPLAY_MAX_NODES   2000000
@@ -311,6 +314,25 @@ static void site_dirty(struct vigie_relay *r, const char *site)
 
 	if (s)
 		s->dirty = true;
+}
+
+/* `serve: listed`: traffic of a site another relay serves. It reaches us
+ * only through a subscription of an earlier run still in our persistent
+ * session (dropped at connect) or a broker that delivers more than was
+ * asked: never processed - no store, receipt or supervision - only
+ * counted, since the relay serving that site does all of it. */
+static bool not_served(struct vigie_relay *r, const char *site,
+		       const char *topic)
+{
+	char t[VIGIE_TOPIC_MAX + 1];
+
+	if (vigie__relayconf_serves(r->cfg, site))
+		return false;
+	r->st.not_served++;
+	vigie_log_debug("ignored %s: site %s is not served here (serve: "
+			"listed; %" PRIu64 " so far)",
+			safe(t, sizeof(t), topic), site, r->st.not_served);
+	return true;
 }
 
 /* ---- publication on the central broker(s) ---- */
@@ -1674,6 +1696,10 @@ static void handle_bridge(struct vigie_relay *r, unsigned b, const char *topic,
 		reject(r, REJ_BAD, topic, "bridge of an invalid site id");
 		return;
 	}
+	/* broker-config names a site's bridge vigie-bridge-<site>: the
+	 * bridge of a site another relay serves is that relay's to judge. */
+	if (not_served(r, id, topic))
+		return;
 	if (len == 0)
 		return;
 	if (len != 1 || (p[0] != '0' && p[0] != '1')) {
@@ -1747,6 +1773,17 @@ static void on_sup_change(void *ud, const struct sup_change *c)
 		break;
 	case SUP_POST:
 	default:
+		/* `supervise_posts: false`: the post's state still moves its
+		 * dispatches to the backup (post_online); the trouble itself
+		 * is the supervising relay's, so that the backup post is not
+		 * called once per relay for one fact. A restore still goes
+		 * through: it closes a trouble raised before the change. */
+		if (!r->cfg->supervise_posts && c->lost) {
+			vigie_log_info("police post %s offline: not raised "
+				       "here (supervise_posts: false)",
+				       c->id);
+			return;
+		}
 		snprintf(subject, sizeof(subject), "post:%s", c->id);
 		in.site = "";
 		snprintf(text, sizeof(text), "police post %s %s", c->id,
@@ -1814,7 +1851,16 @@ static void handle_ack(struct vigie_relay *r, const struct vigie_topic *t,
 	}
 	inc = vigie__inc_find(&r->inc, id);
 	if (!inc) {
-		if (rl_allow(r))
+		/* Posts are shared: with `serve: listed` the acks of the
+		 * other relays' incidents come here too, as a matter of
+		 * course. */
+		if (r->cfg->serve_listed)
+			vigie_log_debug(
+				"ack on %s for %s: not an open incident "
+				"of this relay (another relay's, or "
+				"closed)",
+				topic, id);
+		else if (rl_allow(r))
 			vigie_log_info("ack on %s for %s: no open incident of "
 				       "that id (closed, or unknown)",
 				       topic, id);
@@ -1895,6 +1941,10 @@ static void on_message(struct vigie_mqtt *m, void *ud, const char *topic,
 		r->st.unknown_topic++;
 		return;
 	}
+	if ((t.type == VIGIE_TOPIC_EVENT || t.type == VIGIE_TOPIC_HEARTBEAT ||
+	     t.type == VIGIE_TOPIC_STATE) &&
+	    not_served(r, t.site, topic))
+		return;
 	if (len > VIGIE_MAX_PAYLOAD) {
 		reject(r, REJ_BAD, topic, "payload of %zu bytes, over 64 KiB",
 		       len);
@@ -1954,7 +2004,6 @@ static void on_connect(struct vigie_mqtt *m, void *ud, bool session_present)
 	struct hmap_entry *h;
 	size_t pos = 0, n = 0;
 
-	(void)m;
 	l->up = true;
 	r->connected = true;
 	vigie__sup_blind(&r->sup, false);
@@ -1967,6 +2016,13 @@ static void on_connect(struct vigie_mqtt *m, void *ud, bool session_present)
 			       ? "session resumed"
 			       : "new session: what was queued for us while "
 				 "away is lost; nodes re-send it");
+	/* A resumed session keeps the subscriptions of an earlier run: a
+	 * relay that served every site before must not go on receiving them
+	 * (what still comes is ignored, not_served()). */
+	if (r->cfg->serve_listed && session_present) {
+		vigie_mqtt_unsubscribe(m, ALL_SITES_TOPIC);
+		vigie_mqtt_unsubscribe(m, ALL_BRIDGES_TOPIC);
+	}
 	for (h = vigie__hmap_first(&r->sites, &pos); h;
 	     h = vigie__hmap_next(&r->sites, h, &pos))
 		container_of(h, struct site_state, he)->dirty = true;
@@ -2144,11 +2200,15 @@ static void on_quiet_closed(void *ud, struct incident *inc)
 static void log_stats(struct vigie_relay *r, bool force)
 {
 	struct vigie_relay_stats s;
+	char listed[48] = "";
 
 	vigie__relay_stats(r, &s);
 	if (!force && s.messages == r->last_logged.messages &&
 	    s.open_incidents == r->last_logged.open_incidents)
 		return;
+	if (r->cfg->serve_listed)
+		snprintf(listed, sizeof(listed), ", %" PRIu64 " not served",
+			 s.not_served);
 	r->last_logged = s;
 	vigie_log_info(
 		"stats: %" PRIu64 " messages, %" PRIu64 " events (%" PRIu64
@@ -2157,11 +2217,11 @@ static void log_stats(struct vigie_relay *r, bool force)
 		" mismatched), %" PRIu64 " heartbeats, %" PRIu64
 		" acks, %" PRIu64 " dispatches, %zu open incidents, %" PRIu64
 		" commits, %" PRIu64 " forged, %" PRIu64 " replayed, %" PRIu64
-		" unsigned",
+		" unsigned%s",
 		s.messages, s.events, s.stored, s.duplicates, s.shed,
 		s.receipts, s.rejected, s.bad_payload, s.mismatch, s.heartbeats,
 		s.acks, s.dispatches, s.open_incidents, s.commits, s.forged,
-		s.replayed, s.unsigned_accepted);
+		s.replayed, s.unsigned_accepted, listed);
 	vigie__patrelay_log_stats(r->patterns); /* patterns */
 }
 
@@ -2391,6 +2451,30 @@ static int open_patterns(struct vigie_relay *r)
 	return vigie__patrelay_open(&h, &r->patterns);
 }
 
+/* `serve: listed`: the upward subtree and the bridge state of each listed
+ * site (broker-config names a site's bridge vigie-bridge-<site>), so the
+ * broker sends nothing of the other relays' sites and an ACL may allow
+ * this relay no more than its sites' topics. */
+static int subscribe_listed(struct vigie_relay *r, struct relay_link *l)
+{
+	char topic[VIGIE_TOPIC_MAX];
+	int rc = 0;
+
+	for (size_t i = 0; !rc && i < r->cfg->n_sites; i++) {
+		const char *site = r->cfg->sites[i].id;
+
+		snprintf(topic, sizeof(topic), "vigie/v1/site/%s/node/+/#",
+			 site);
+		rc = vigie_mqtt_subscribe(l->mqtt, topic, 1);
+		if (rc)
+			break;
+		snprintf(topic, sizeof(topic), "%s%s/state", BRIDGE_PREFIX,
+			 site);
+		rc = vigie_mqtt_subscribe(l->mqtt, topic, 1);
+	}
+	return rc;
+}
+
 /* One central connection: the relay's persistent session there and the
  * same subscriptions on each. */
 static int open_link(struct vigie_relay *r, const struct relay_broker *b,
@@ -2427,15 +2511,66 @@ static int open_link(struct vigie_relay *r, const struct relay_broker *b,
 	if (rc)
 		return rc;
 	r->n_links++;
-	rc = vigie_mqtt_subscribe(l->mqtt, "vigie/v1/site/+/node/+/#", 1);
+	if (!r->cfg->serve_listed) {
+		rc = vigie_mqtt_subscribe(l->mqtt, ALL_SITES_TOPIC, 1);
+		if (!rc)
+			rc = vigie_mqtt_subscribe(l->mqtt, ALL_BRIDGES_TOPIC,
+						  1);
+	} else {
+		rc = subscribe_listed(r, l);
+	}
+	/* Posts are shared between the relays of a partition: each follows
+	 * every post's state (its dispatches fail over) and hears every ack
+	 * (those of incidents it does not hold are ignored). */
 	if (!rc)
 		rc = vigie_mqtt_subscribe(l->mqtt, "vigie/v1/post/+/state", 1);
 	if (!rc)
 		rc = vigie_mqtt_subscribe(l->mqtt, "vigie/v1/post/+/ack", 1);
-	if (!rc)
-		rc = vigie_mqtt_subscribe(l->mqtt,
-					  "$SYS/broker/connection/+/state", 1);
 	return rc;
+}
+
+/* `serve: listed`, said at start: which sites, what of the posts, and
+ * the open incidents of sites no longer served (a relay that served every
+ * site before): they stay here until acknowledged and closed, since the
+ * relay that serves their site now never heard of them. */
+static void log_partition(struct vigie_relay *r)
+{
+	const struct relay_config *cfg = r->cfg;
+	char list[512];
+	struct hmap_entry *h;
+	size_t pos = 0, used = 0, foreign = 0;
+
+	list[0] = '\0';
+	for (size_t i = 0; i < cfg->n_sites; i++) {
+		int k = snprintf(list + used, sizeof(list) - used, "%s%s",
+				 i ? ", " : "", cfg->sites[i].id);
+
+		if (k < 0 || (size_t)k >= sizeof(list) - used) {
+			snprintf(list + used, sizeof(list) - used, ", ...");
+			break;
+		}
+		used += (size_t)k;
+	}
+	vigie_log_info("serve: listed: %zu site(s) served here (%s); other "
+		       "sites' traffic and bridges are ignored",
+		       cfg->n_sites, list);
+	if (cfg->supervise_posts && !cfg->supervise_posts_set && cfg->n_posts)
+		vigie_log_info("police posts supervised here too: relays that "
+			       "share posts each raise a post's loss; set "
+			       "supervise_posts: false on all but one of them");
+	for (h = vigie__hmap_first(&r->inc.by_key, &pos); h;
+	     h = vigie__hmap_next(&r->inc.by_key, h, &pos)) {
+		const struct incident *inc =
+			container_of(h, struct incident, by_key);
+
+		if (inc->site[0] && !vigie__relayconf_serves(cfg, inc->site))
+			foreign++;
+	}
+	if (foreign)
+		vigie_log_warn("%zu open incident(s) of sites not served here "
+			       "any more: escalated here until acknowledged; "
+			       "a trouble among them sees no restore here",
+			       foreign);
 }
 
 int vigie__relay_open(uv_loop_t *loop, const struct relay_config *cfg,
@@ -2546,6 +2681,8 @@ int vigie__relay_open(uv_loop_t *loop, const struct relay_config *cfg,
 		       r->streams.map.count, r->sup.nodes.count,
 		       lc.bad ? ", some incidents unreadable (see above)" : "");
 
+	if (cfg->serve_listed)
+		log_partition(r);
 	rc = open_link(r, &cfg->broker,
 		       cfg->has_standby ? "primary" : "central");
 	if (!rc && cfg->has_standby)

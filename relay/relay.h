@@ -136,6 +136,18 @@ struct relay_config {
 	struct relay_ladder ladder; /* default ladder */
 	struct relay_site *sites;
 	size_t n_sites;
+	/* `serve:` (issue #8, static partition). false (`all`, the default):
+	 * every site heard is served, `sites:` only adds details. true
+	 * (`listed`): only the sites of `sites:` - subscribed per site, the
+	 * bridges and any traffic of other sites ignored (counted), so that
+	 * relays on one broker split the sites between them. */
+	bool serve_listed;
+	/* `supervise_posts:` open the "police post offline" trouble (default
+	 * true). false: post states are still followed (dispatches fail over
+	 * to the backup) but the trouble is left to the one relay of a
+	 * partition that supervises the shared posts. */
+	bool supervise_posts;
+	bool supervise_posts_set; /* given in the file */
 
 	/* Signed events (relay/verify.c). No trust store: everything is
 	 * accepted unsigned, as before signing existed (said at start). */
@@ -173,6 +185,9 @@ uint64_t vigie__relayconf_reporting(const struct relay_config *cfg,
 				    const char *site, const char *node,
 				    uint64_t advertised_ms);
 bool vigie__relayconf_immediate(const struct relay_config *cfg, int kind);
+/* Does this relay serve `site`? Always with `serve: all`; with `serve:
+ * listed` only a site of `sites:`. */
+bool vigie__relayconf_serves(const struct relay_config *cfg, const char *site);
 
 /* ---- the relay core (relay/relay.c) ---- */
 
@@ -188,9 +203,10 @@ struct vigie_relay_stats {
 	uint64_t bad_payload; /* does not decode, wrong type, invalid */
 	uint64_t mismatch;    /* topic names another site/node */
 	uint64_t unknown_topic;
-	uint64_t shed;     /* dropped unreceipted under backlog */
-	uint64_t forged;   /* security: bad or unknown key, wrong owner */
-	uint64_t replayed; /* security: replays and stale heartbeats */
+	uint64_t not_served; /* `serve: listed`: another relay's site */
+	uint64_t shed;       /* dropped unreceipted under backlog */
+	uint64_t forged;     /* security: bad or unknown key, wrong owner */
+	uint64_t replayed;   /* security: replays and stale heartbeats */
 	uint64_t unsigned_accepted;
 	uint64_t security_incidents;
 	uint64_t heartbeats;

@@ -26,6 +26,8 @@ static const char *const top_keys[] = {"id",
 				       "posts",
 				       "escalation",
 				       "sites",
+				       "serve",
+				       "supervise_posts",
 				       "trust",
 				       "require_signatures",
 				       "replay_window",
@@ -413,6 +415,11 @@ uint64_t vigie__relayconf_reporting(const struct relay_config *cfg,
 	return advertised_ms ? advertised_ms : cfg->reporting_ms;
 }
 
+bool vigie__relayconf_serves(const struct relay_config *cfg, const char *site)
+{
+	return !cfg->serve_listed || vigie__relayconf_site(cfg, site) != NULL;
+}
+
 bool vigie__relayconf_immediate(const struct relay_config *cfg, int kind)
 {
 	for (size_t i = 0; i < cfg->n_immediate; i++)
@@ -426,7 +433,7 @@ static int load_top(struct vigie_conf *c, const struct vigie_conf_node *root,
 {
 	const struct vigie_conf_node *broker = NULL, *posts = NULL, *esc = NULL;
 	const struct vigie_conf_node *sites = NULL, *standby = NULL;
-	const char *sync = NULL;
+	const char *sync = NULL, *serve = NULL;
 	int rc = 0;
 
 	rc |= vigie_conf_expect_map(c, root, top_keys);
@@ -464,8 +471,29 @@ static int load_top(struct vigie_conf *c, const struct vigie_conf_node *root,
 				 VIGIE_CONF_OPTIONAL, &esc);
 	rc |= vigie_conf_section(c, root, "sites", true, VIGIE_CONF_OPTIONAL,
 				 &sites);
+	rc |= vigie_conf_str(c, root, "serve", VIGIE_CONF_OPTIONAL, &serve);
+	rc |= vigie_conf_bool(c, root, "supervise_posts", VIGIE_CONF_OPTIONAL,
+			      &cfg->supervise_posts);
 	if (rc)
 		return VIGIE_ECONFIG;
+	cfg->supervise_posts_set =
+		vigie_conf_get(root, "supervise_posts") != NULL;
+	if (serve) {
+		if (strcmp(serve, "listed") == 0)
+			cfg->serve_listed = true;
+		else if (strcmp(serve, "all") != 0)
+			return vigie_conf_fail(c, vigie_conf_get(root, "serve"),
+					       "expected all or listed, got "
+					       "\"%s\"",
+					       serve);
+	}
+	/* A partitioned relay with no site would subscribe to nothing and
+	 * still look healthy: the sites meant for it would go unserved. */
+	if (cfg->serve_listed && vigie_conf_seq_len(sites) == 0)
+		return vigie_conf_fail(c, vigie_conf_get(root, "serve"),
+				       "listed serves only the sites of "
+				       "sites:, and there is none: list this "
+				       "relay's sites, or serve: all");
 	if (sync) {
 		if (strcmp(sync, "full") == 0)
 			cfg->sync_full = true;
@@ -633,6 +661,7 @@ int vigie__relayconf_load(const char *path, struct relay_config *cfg, char *err,
 	cfg->status_interval_ms = 1000;
 	cfg->max_backlog = 200000;
 	cfg->replay_window_ms = 7 * 86400000ull;
+	cfg->supervise_posts = true;
 	rc = vigie_conf_load(path, &c);
 	cfg->conf = c;
 	if (rc == 0)

@@ -94,6 +94,13 @@ int vigie_mqtt_start(struct vigie_mqtt *m);
  * Returns 0 or VIGIE_E*. */
 int vigie_mqtt_subscribe(struct vigie_mqtt *m, const char *pattern, int qos);
 
+/* vigie_mqtt_unsubscribe: forget `pattern` (no longer subscribed at
+ * reconnects) and, if connected, send an UNSUBSCRIBE for it now. Also for
+ * a pattern never given to vigie_mqtt_subscribe: a persistent session may
+ * hold a subscription of an earlier run. Returns 0, VIGIE_ENOCONN when not
+ * connected (nothing sent), or VIGIE_E*. */
+int vigie_mqtt_unsubscribe(struct vigie_mqtt *m, const char *pattern);
+
 /* vigie_mqtt_publish: publish now. Returns VIGIE_ENOCONN when not connected
  * and then queues nothing: the caller owns re-sending (an outbox), so no
  * hidden second queue can duplicate it. *mid (may be NULL) gets the message

@@ -283,6 +283,63 @@ static void test_standby(void **state)
 	expect_error("standby: [127.0.0.2]\n", ":4: standby");
 }
 
+/* Issue 8: `serve: all | listed`, relays that split sites between them. */
+static void test_serve(void **state)
+{
+	struct relay_config cfg;
+	char text[4096], err[512];
+	const char *path;
+
+	(void)state;
+	/* Default: every site, as before; posts supervised. */
+	path = write_file("ok.yaml", base);
+	assert_int_equal(vigie__relayconf_load(path, &cfg, err, sizeof(err)),
+			 0);
+	assert_false(cfg.serve_listed);
+	assert_true(cfg.supervise_posts);
+	assert_false(cfg.supervise_posts_set);
+	assert_true(vigie__relayconf_serves(&cfg, "louvre"));
+	assert_true(vigie__relayconf_serves(&cfg, "anywhere"));
+	vigie__relayconf_free(&cfg);
+
+	snprintf(text, sizeof(text), "%sserve: all\nsites: [{id: louvre}]\n",
+		 base);
+	path = write_file("ok.yaml", text);
+	assert_int_equal(vigie__relayconf_load(path, &cfg, err, sizeof(err)),
+			 0);
+	assert_false(cfg.serve_listed);
+	assert_true(vigie__relayconf_serves(&cfg, "orsay"));
+	vigie__relayconf_free(&cfg);
+
+	snprintf(text, sizeof(text),
+		 "%sserve: listed\nsupervise_posts: false\n"
+		 "sites:\n  - id: louvre\n  - id: orsay\n",
+		 base);
+	path = write_file("ok.yaml", text);
+	assert_int_equal(vigie__relayconf_load(path, &cfg, err, sizeof(err)),
+			 0);
+	assert_true(cfg.serve_listed);
+	assert_false(cfg.supervise_posts);
+	assert_true(cfg.supervise_posts_set);
+	assert_true(vigie__relayconf_serves(&cfg, "louvre"));
+	assert_true(vigie__relayconf_serves(&cfg, "orsay"));
+	assert_false(vigie__relayconf_serves(&cfg, "mnhn"));
+	assert_false(vigie__relayconf_serves(&cfg, NULL));
+	vigie__relayconf_free(&cfg);
+
+	/* Listed with nothing listed: refused, not a relay serving nothing. */
+	expect_error("serve: listed\n",
+		     ":4: serve: listed serves only the sites of sites:, "
+		     "and there is none");
+	expect_error("serve: listed\nsites: []\n",
+		     ":4: serve: listed serves only the sites of sites:");
+	expect_error("sites: []\nserve: listed\n", ":5: serve: listed");
+	expect_error("serve: some\nsites: [{id: louvre}]\n",
+		     ":4: serve: expected all or listed, got \"some\"");
+	expect_error("serve: [louvre]\n", ":4: serve");
+	expect_error("supervise_posts: maybe\n", ":4: supervise_posts");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -291,6 +348,7 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_broker_errors),
 		cmocka_unit_test(test_standby),
+		cmocka_unit_test(test_serve),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
