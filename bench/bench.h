@@ -12,9 +12,11 @@
  *   pub.c         bulk QoS 1 publishing of messages encoded beforehand
  *   sub.c         libmosquitto subscribers on threads of their own
  *   relay_proc.c  the real vigie-relay as a child: config, readiness, RSS
+ *   tls_bench.c   the certificates of the TLS figures, security.tls_*
  *   receipt_watch.c  Receipts at the central: when every node was covered
  *   publish_bench.c, latency_bench.c, idle_bench.c, panels_bench.c,
- *   relay_latency.c, relay_throughput.c, relay_rss.c: the figures
+ *   relay_latency.c, relay_throughput.c (also relay.throughput_signed),
+ *   relay_rss.c: the figures
  *   stats.c       clocks and percentiles
  *
  * Functions return 0 or a negative VIGIE_E* code and log the reason once
@@ -112,9 +114,17 @@ int bench_cpu_ns(pid_t pid, unsigned long long *out);
 
 /* ---- broker.c ---- */
 
+/* One side's TLS files (PEM): the CA it trusts, its certificate and key. */
+struct bench_tls {
+	const char *ca;
+	const char *cert;
+	const char *key;
+};
+
 struct bench_broker {
 	char name[16];
-	int port;
+	int port;     /* plaintext listener */
+	int tls_port; /* TLS listener; 0: none */
 	pid_t pid;
 	char conf[256];
 	char log[256];
@@ -126,13 +136,25 @@ struct bench_bridge {
 	int central_port;
 };
 
+struct bench_broker_options {
+	/* A persistence file saved each second. */
+	bool persistence;
+	/* NULL: no bridge. */
+	const struct bench_bridge *bridge;
+	/* A second listener, on tls_port, speaking TLS only (TLS 1.2 and up)
+	 * with this server certificate, as broker-config's; NULL: none. */
+	const struct bench_tls *tls;
+	/* There, only clients with a certificate signed by tls->ca. */
+	bool require_certificate;
+};
+
 /* bench_broker_start: write a configuration like production's (tcp
- * nodelay, the queue limits of broker-config/; with `persistence`, a
- * persistence file saved on every change) plus a bridge when `bridge` is not
- * NULL, start /usr/sbin/mosquitto on a free 127.0.0.1 port and wait until it
- * accepts a connection. Returns 0, VIGIE_ESYS or VIGIE_ENOCONN. */
+ * nodelay, the queue limits of broker-config/) with what `opts` asks for
+ * (NULL: no persistence, no bridge, plaintext only), start
+ * /usr/sbin/mosquitto on free 127.0.0.1 ports and wait until every
+ * listener accepts a connection. Returns 0, VIGIE_ESYS or VIGIE_ENOCONN. */
 int bench_broker_start(struct bench_broker *b, const char *name,
-		       bool persistence, const struct bench_bridge *bridge);
+		       const struct bench_broker_options *opts);
 
 /* bench_broker_stop: stop it by PID. Returns 0 or VIGIE_ESYS. */
 int bench_broker_stop(struct bench_broker *b);
@@ -157,6 +179,12 @@ int bench_bridge_wait(const struct bench_broker *site,
 struct mosquitto;
 int bench_mosq_connect(int port, const char *client_id, int max_inflight,
 		       void *userdata, struct mosquitto **out);
+
+/* bench_mosq_connect_tls: the same over TLS with `tls` (CA and client
+ * certificate); plaintext when NULL. */
+int bench_mosq_connect_tls(int port, const struct bench_tls *tls,
+			   const char *client_id, int max_inflight,
+			   void *userdata, struct mosquitto **out);
 
 /* ---- central_sink.c ---- */
 
@@ -281,6 +309,18 @@ void bench_msgs_free(struct bench_msgs *m);
 int bench_publish_all(struct mosquitto *mosq, const struct bench_msgs *m,
 		      unsigned window, unsigned timeout_ms);
 
+/* bench_publish_receipted: as bench_publish_all, but like a node: also at
+ * most `receipt_window` messages the relay has not receipted yet, and
+ * returns once all are receipted. `m` holds seq 1..m->n of boot `boot_id`
+ * in order; the client is subscribed to its Receipts already (the message
+ * callback is this function's meanwhile). *done_us: mono µs of the Receipt
+ * that covered the last one. `receipt_window` 0 is bench_publish_all
+ * (done_us may then be NULL). Returns as bench_publish_all. */
+int bench_publish_receipted(struct mosquitto *mosq, const struct bench_msgs *m,
+			    unsigned window, uint64_t receipt_window,
+			    uint64_t boot_id, unsigned timeout_ms,
+			    uint64_t *done_us);
+
 /* ---- sub.c ---- */
 
 struct mosquitto_message;
@@ -303,19 +343,42 @@ void bench_sub_stop(struct bench_sub *s);
 
 /* ---- relay_proc.c ---- */
 
+/* The node of the relay's readiness probe events (site BENCH_SITE). */
+#define BENCH_PROBE_NODE "relay-probe"
+
+struct vigie_sign_key;
+
 struct bench_relay {
 	pid_t pid;
 	int port; /* central broker */
 	char conf[256], db[256], log[256];
 };
 
+struct bench_relay_options {
+	/* TLS to the broker with this CA and client certificate; NULL:
+	 * plaintext. */
+	const struct bench_tls *tls;
+	/* The broker's plaintext listener for the readiness probe (0: the
+	 * relay's own port, which must then be plaintext). */
+	int probe_port;
+	/* A trust store of the nodes' keys (NULL: none), and whether events
+	 * must be signed by them. */
+	const char *trust;
+	bool require_signatures;
+	/* Signs the probe events (NULL: unsigned); `trust` names it for
+	 * BENCH_SITE/BENCH_PROBE_NODE. */
+	const struct vigie_sign_key *probe_key;
+};
+
 /* bench_relay_start: write a configuration for relay `name` connected to
  * the central broker at 127.0.0.1:`port` (site BENCH_SITE, the ladder
  * site security -> HQ -> police post BENCH_POST, its database in the
- * temporary directory), start vigie-relay from our own folder and return
- * once it receipted a probe event. Returns 0, VIGIE_ESYS or
- * VIGIE_ENOCONN (it is stopped again then). */
-int bench_relay_start(struct bench_relay *r, const char *name, int port);
+ * temporary directory) with what `opts` adds (NULL: plaintext, no trust
+ * store), start vigie-relay from our own folder and return once it
+ * receipted a probe event. Returns 0, VIGIE_ESYS or VIGIE_ENOCONN (it is
+ * stopped again then). */
+int bench_relay_start(struct bench_relay *r, const char *name, int port,
+		      const struct bench_relay_options *opts);
 
 /* bench_relay_stop: SIGTERM by PID, wait for it. Returns 0, or VIGIE_EIO
  * when it did not exit with status 0 (its log's tail is printed). */
@@ -367,6 +430,9 @@ int bench_panels(const struct bench_opts *o);
 /* relay_*.c: the real vigie-relay. */
 int bench_relay_latency(const struct bench_opts *o);
 int bench_relay_throughput(const struct bench_opts *o);
+/* relay.throughput's run with signed events, node-like publishers, and
+ * TLS and signature verification on; baseline the same with both off. */
+int bench_relay_throughput_signed(const struct bench_opts *o);
 int bench_relay_rss(const struct bench_opts *o);
 
 #endif

@@ -1,9 +1,11 @@
 /* Mosquitto brokers for the figures: configured like broker-config/'s
  * production templates where it matters for speed (persistence saved each
- * second, TCP_NODELAY, queue and in-flight limits, the bridge), but
- * anonymous and on 127.0.0.1 only, and started like production brokers with
- * libvigie-nodelay preloaded. Each listens on a port found free by binding
- * port 0; readiness is a TCP connect polled with a deadline.
+ * second, TCP_NODELAY, queue and in-flight limits, the bridge, the TLS
+ * listener requiring client certificates), but anonymous and on 127.0.0.1
+ * only, and started like production brokers with libvigie-nodelay
+ * preloaded. A broker with TLS keeps a plaintext listener for the bench's
+ * instruments (probes, baselines). Each listener is on a port found free by
+ * binding port 0; readiness is a TCP connect polled with a deadline.
  *
  * Two properties of Mosquitto 2.0.11 shaped those templates:
  * - autosave_on_changes true rewrites and fsyncs the whole persistence file
@@ -78,7 +80,7 @@ static bool port_accepts(int port)
 }
 
 static int write_conf(const struct bench_broker *b, const char *persist_dir,
-		      bool persistence, const struct bench_bridge *bridge)
+		      const struct bench_broker_options *opts)
 {
 	FILE *f = fopen(b->conf, "w");
 
@@ -112,9 +114,24 @@ static int write_conf(const struct bench_broker *b, const char *persist_dir,
 		"log_type warning\n"
 		"log_type notice\n"
 		"log_timestamp true\n",
-		b->port, MAX_INFLIGHT, persistence ? "true" : "false",
+		b->port, MAX_INFLIGHT, opts->persistence ? "true" : "false",
 		persist_dir);
-	if (bridge)
+	/* broker-config's TLS listener (--certfile --cafile
+	 * [--require-certificate]); per_listener_settings false: the settings
+	 * above hold for it too. Before the bridge, whose section runs to the
+	 * end of the file. */
+	if (opts->tls)
+		fprintf(f,
+			"listener %d 127.0.0.1\n"
+			"cafile %s\n"
+			"certfile %s\n"
+			"keyfile %s\n"
+			"tls_version tlsv1.2\n"
+			"require_certificate %s\n",
+			b->tls_port, opts->tls->ca, opts->tls->cert,
+			opts->tls->key,
+			opts->require_certificate ? "true" : "false");
+	if (opts->bridge)
 		fprintf(f,
 			"connection vigie-bridge-%1$s\n"
 			"address 127.0.0.1:%2$d\n"
@@ -130,7 +147,7 @@ static int write_conf(const struct bench_broker *b, const char *persist_dir,
 			"keepalive_interval 5\n"
 			"topic vigie/v1/site/%1$s/# out 1\n"
 			"topic vigie/v1/relay/%1$s/# in 1\n",
-			bridge->site, bridge->central_port);
+			opts->bridge->site, opts->bridge->central_port);
 	if (fclose(f) != 0) {
 		fprintf(stderr, "vigie-bench: %s: %s\n", b->conf,
 			strerror(errno));
@@ -152,7 +169,8 @@ static int wait_ready(struct bench_broker *b)
 			b->pid = 0;
 			return VIGIE_ENOCONN;
 		}
-		if (port_accepts(b->port))
+		if (port_accepts(b->port) &&
+		    (!b->tls_port || port_accepts(b->tls_port)))
 			return 0;
 		nanosleep(&step, NULL);
 	}
@@ -185,14 +203,17 @@ static int nodelay_preload(char *buf, size_t len)
 }
 
 int bench_broker_start(struct bench_broker *b, const char *name,
-		       bool persistence, const struct bench_bridge *bridge)
+		       const struct bench_broker_options *opts)
 {
+	static const struct bench_broker_options defaults = {0};
 	char persist_dir[256], file[64];
 	char preload[PATH_MAX + 16];
 	char *argv[] = {(char *)"/usr/bin/env", preload, (char *)MOSQUITTO_BIN,
 			(char *)"-c",           b->conf, NULL};
 	int rc;
 
+	if (!opts)
+		opts = &defaults;
 	memset(b, 0, sizeof(*b));
 	snprintf(b->name, sizeof(b->name), "%s", name);
 	snprintf(file, sizeof(file), "%s.conf", name);
@@ -220,16 +241,26 @@ int bench_broker_start(struct bench_broker *b, const char *name,
 	}
 	for (int attempt = 0; attempt < START_ATTEMPTS; attempt++) {
 		rc = free_port(&b->port);
+		/* Two ports found free one after the other can be the same. */
+		b->tls_port = 0;
+		while (rc == 0 && opts->tls &&
+		       (b->tls_port == 0 || b->tls_port == b->port))
+			rc = free_port(&b->tls_port);
 		if (rc == 0)
-			rc = write_conf(b, persist_dir, persistence, bridge);
+			rc = write_conf(b, persist_dir, opts);
 		if (rc == 0)
 			rc = bench_spawn(argv, b->log, &b->pid);
 		if (rc)
 			return rc;
 		rc = wait_ready(b);
 		if (rc == 0) {
-			bench_progress("%s broker: pid %d, 127.0.0.1:%d",
-				       b->name, (int)b->pid, b->port);
+			char tls[32] = "";
+
+			if (b->tls_port)
+				snprintf(tls, sizeof(tls), ", TLS :%d",
+					 b->tls_port);
+			bench_progress("%s broker: pid %d, 127.0.0.1:%d%s",
+				       b->name, (int)b->pid, b->port, tls);
 			return 0;
 		}
 		if (b->pid) {
@@ -273,19 +304,31 @@ static void on_connack(struct mosquitto *mosq, void *ud, int rc, int flags,
 int bench_mosq_connect(int port, const char *client_id, int max_inflight,
 		       void *userdata, struct mosquitto **out)
 {
+	return bench_mosq_connect_tls(port, NULL, client_id, max_inflight,
+				      userdata, out);
+}
+
+int bench_mosq_connect_tls(int port, const struct bench_tls *tls,
+			   const char *client_id, int max_inflight,
+			   void *userdata, struct mosquitto **out)
+{
 	uint64_t deadline = bench_mono_us() + CONNECT_TIMEOUT_MS * 1000u;
 	struct mosquitto *mosq = mosquitto_new(client_id, true, NULL);
-	int connack = 0, rc;
+	int connack = 0, rc = MOSQ_ERR_SUCCESS;
 
 	if (!mosq)
 		return VIGIE_ENOMEM;
 	mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
 	mosquitto_int_option(mosq, MOSQ_OPT_TCP_NODELAY, 1);
 	mosquitto_int_option(mosq, MOSQ_OPT_SEND_MAXIMUM, max_inflight);
+	if (tls)
+		rc = mosquitto_tls_set(mosq, tls->ca, NULL, tls->cert, tls->key,
+				       NULL);
 	/* The CONNACK flag is the user data until connected. */
 	mosquitto_user_data_set(mosq, &connack);
 	mosquitto_connect_v5_callback_set(mosq, on_connack);
-	rc = mosquitto_connect(mosq, "127.0.0.1", port, 30);
+	if (rc == MOSQ_ERR_SUCCESS)
+		rc = mosquitto_connect(mosq, "127.0.0.1", port, 30);
 	while (rc == MOSQ_ERR_SUCCESS && connack == 0 &&
 	       bench_mono_us() < deadline)
 		rc = mosquitto_loop(mosq, 50, 1);
@@ -293,8 +336,9 @@ int bench_mosq_connect(int port, const char *client_id, int max_inflight,
 	mosquitto_user_data_set(mosq, userdata);
 	if (rc != MOSQ_ERR_SUCCESS || connack != 1) {
 		fprintf(stderr,
-			"vigie-bench: %s: cannot connect to 127.0.0.1:%d: %s\n",
-			client_id, port,
+			"vigie-bench: %s: cannot connect to 127.0.0.1:%d%s: "
+			"%s\n",
+			client_id, port, tls ? " (TLS)" : "",
 			rc != MOSQ_ERR_SUCCESS ? mosquitto_strerror(rc)
 			: connack              ? "refused"
 					       : "no CONNACK");
@@ -383,17 +427,21 @@ int bench_mesh_start(const struct bench_opts *o, const char *site_name,
 		     struct bench_broker *central, struct bench_broker *site)
 {
 	struct bench_bridge bridge = {.site = BENCH_SITE};
+	struct bench_broker_options site_opts = {
+		.persistence = !o->no_persistence,
+		.bridge = &bridge,
+	};
 	int rc;
 
 	memset(site, 0, sizeof(*site));
 	/* The site broker persists as in production; the central one is
 	 * whatever the deployment scales to (DESIGN.md, "Scale"), and its disk
 	 * is not what these figures measure. */
-	rc = bench_broker_start(central, "central", false, NULL);
+	rc = bench_broker_start(central, "central", NULL);
 	if (rc)
 		return rc;
 	bridge.central_port = central->port;
-	rc = bench_broker_start(site, site_name, !o->no_persistence, &bridge);
+	rc = bench_broker_start(site, site_name, &site_opts);
 	if (rc == 0)
 		rc = bench_bridge_wait(site, central, BENCH_SITE,
 				       BENCH_BRIDGE_TIMEOUT_MS);

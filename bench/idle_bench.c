@@ -151,6 +151,7 @@ static int sample(pid_t pid, unsigned seconds, double *rss_mb, double *cpu)
 int bench_idle(const struct bench_opts *o)
 {
 	struct bench_broker site;
+	struct bench_broker_options bo = {.persistence = !o->no_persistence};
 	struct bench_sink_options ro = {
 		.site = BENCH_SITE,
 		.node = "idle",
@@ -172,7 +173,7 @@ int bench_idle(const struct bench_opts *o)
 		rc = bench_path(log, sizeof(log), "idle-node.log");
 	if (rc)
 		return rc;
-	rc = bench_broker_start(&site, "idle-site", !o->no_persistence, NULL);
+	rc = bench_broker_start(&site, "idle-site", &bo);
 	if (rc)
 		return rc;
 	ro.port = site.port;

@@ -235,6 +235,7 @@ int bench_publish_rate(const struct bench_opts *o)
 {
 	static struct rate_run r;
 	struct bench_broker site;
+	struct bench_broker_options bo = {.persistence = !o->no_persistence};
 	unsigned seconds = o->quick ? SECONDS_QUICK : SECONDS_FULL;
 	uint64_t node_us = 0, bare_us = 0;
 	double node_rate, bare_rate;
@@ -243,7 +244,7 @@ int bench_publish_rate(const struct bench_opts *o)
 	memset(&r, 0, sizeof(r));
 	r.n = o->quick ? N_QUICK : N_FULL;
 	r.drain_ms = o->quick ? DRAIN_QUICK_MS : DRAIN_FULL_MS;
-	rc = bench_broker_start(&site, "rate-site", !o->no_persistence, NULL);
+	rc = bench_broker_start(&site, "rate-site", &bo);
 	if (rc)
 		return rc;
 	bench_progress("node.publish_rate: node, up to %llu events or %u s",

@@ -411,7 +411,7 @@ static int run_relay(int site_port, int central_port, uint64_t n,
 		free(p.lat);
 		return rc;
 	}
-	rc = bench_relay_start(&relay, "relay-lat", central_port);
+	rc = bench_relay_start(&relay, "relay-lat", central_port, NULL);
 	if (rc == 0)
 		rc = publish_paced(site_port, NODE_RELAY, n, &p, drain_ms);
 	stop_rc = bench_relay_stop(&relay);

@@ -6,10 +6,15 @@
  * (a SiteAlert), museum HQ, then the police post, so an immediate alarm
  * costs the relay what it costs in service: one alert and two dispatches.
  *
- * Readiness is a probe event published at the central broker and re-sent
- * until its Receipt comes back: then the relay is connected, subscribed and
- * its store commits. Stopped by PID with SIGTERM; a relay that does not
- * exit cleanly fails the figure. */
+ * On request it connects with TLS and a client certificate and verifies
+ * signatures against a trust store (relay.throughput_signed): the same
+ * configuration with broker.tls, trust and require_signatures added.
+ *
+ * Readiness is a probe event published at the central broker (on its
+ * plaintext listener) and re-sent until its Receipt comes back: then the
+ * relay is connected, subscribed and its store commits. The probe is signed
+ * when the relay requires signatures. Stopped by PID with SIGTERM; a relay
+ * that does not exit cleanly fails the figure. */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -25,11 +30,11 @@
 #include "vigie/clock.h"
 #include "vigie/codec.h"
 #include "vigie/error.h"
+#include "vigie/sign.h"
 
 #define READY_TIMEOUT_MS 15000
 #define PROBE_EVERY_US   200000u
 #define STOP_TIMEOUT_MS  15000
-#define PROBE_NODE       "relay-probe"
 
 static int relay_binary(char *buf, size_t len)
 {
@@ -49,7 +54,8 @@ static int relay_binary(char *buf, size_t len)
 	return 0;
 }
 
-static int write_conf(const struct bench_relay *r, const char *name)
+static int write_conf(const struct bench_relay *r, const char *name,
+		      const struct bench_relay_options *opts)
 {
 	FILE *f = fopen(r->conf, "w");
 
@@ -58,8 +64,6 @@ static int write_conf(const struct bench_relay *r, const char *name)
 			strerror(errno));
 		return VIGIE_ESYS;
 	}
-	/* Dispatches are not re-sent during a run (nobody acknowledges):
-	 * each one the post sees is a first send. */
 	fprintf(f,
 		"# vigie-bench: %1$s\n"
 		"id: %1$s\n"
@@ -69,12 +73,23 @@ static int write_conf(const struct bench_relay *r, const char *name)
 		"  port: %3$d\n"
 		"  client_id: vigie-relay-%1$s\n"
 		"  session_expiry: 1h\n"
-		"  keepalive: 10\n"
+		"  keepalive: 10\n",
+		name, r->db, r->port);
+	if (opts->tls)
+		fprintf(f, "  tls: {ca: %s, cert: %s, key: %s}\n",
+			opts->tls->ca, opts->tls->cert, opts->tls->key);
+	if (opts->trust)
+		fprintf(f, "trust: %s\n", opts->trust);
+	if (opts->require_signatures)
+		fprintf(f, "require_signatures: true\n");
+	/* Dispatches are not re-sent during a run (nobody acknowledges):
+	 * each one the post sees is a first send. */
+	fprintf(f,
 		"dispatch_resend: 1h\n"
 		"dispatch_resend_max: 1h\n"
 		"posts:\n"
-		"  - {id: %4$s, name: Police post, backup: %4$s-2}\n"
-		"  - {id: %4$s-2, name: Backup police post}\n"
+		"  - {id: %1$s, name: Police post, backup: %1$s-2}\n"
+		"  - {id: %1$s-2, name: Backup police post}\n"
 		"  - {id: hq-bench, name: Museum security HQ}\n"
 		"escalation:\n"
 		"  - name: site-security\n"
@@ -83,10 +98,10 @@ static int write_conf(const struct bench_relay *r, const char *name)
 		"    instructions: [\"Guards to the zone\", \"Check the "
 		"cameras\"]\n"
 		"  - {name: museum-hq, post: hq-bench, ack_deadline: 60s}\n"
-		"  - {name: police, post: %4$s, ack_deadline: 60s, police: "
+		"  - {name: police, post: %1$s, ack_deadline: 60s, police: "
 		"true}\n"
 		"sites:\n"
-		"  - id: %5$s\n"
+		"  - id: %2$s\n"
 		"    name: Bench museum\n"
 		"    region: bench\n"
 		"    address: \"Rue de Rivoli, 75001 Paris\"\n"
@@ -101,7 +116,7 @@ static int write_conf(const struct bench_relay *r, const char *name)
 		"        cameras: [cam-apollo-east, cam-apollo-west]\n"
 		"        action_plan: \"Close the grille; guards to both "
 		"ends.\"\n",
-		name, r->db, r->port, BENCH_POST, BENCH_SITE);
+		BENCH_POST, BENCH_SITE);
 	if (fclose(f) != 0) {
 		fprintf(stderr, "vigie-bench: %s: %s\n", r->conf,
 			strerror(errno));
@@ -127,8 +142,10 @@ static void on_probe_receipt(struct mosquitto *mosq, void *ud,
 	*(int *)ud = 1;
 }
 
-/* Until the relay receipts the probe event, it dies, or the deadline. */
-static int wait_ready(struct bench_relay *r)
+/* Until the relay receipts the probe event (published and watched on
+ * `probe_port`, signed by `key` unless NULL), it dies, or the deadline. */
+static int wait_ready(struct bench_relay *r, int probe_port,
+		      const struct vigie_sign_key *key)
 {
 	uint64_t deadline = bench_mono_us() + READY_TIMEOUT_MS * 1000u;
 	uint64_t next_probe = 0;
@@ -140,23 +157,25 @@ static int wait_ready(struct bench_relay *r)
 	int got = 0, status = 0, rc;
 
 	rc = vigie_topic_build(event_topic, sizeof(event_topic),
-			       VIGIE_TOPIC_EVENT, BENCH_SITE, PROBE_NODE);
+			       VIGIE_TOPIC_EVENT, BENCH_SITE, BENCH_PROBE_NODE);
 	if (rc == 0)
 		rc = vigie_topic_build(receipt_topic, sizeof(receipt_topic),
 				       VIGIE_TOPIC_RECEIPT, BENCH_SITE,
-				       PROBE_NODE);
+				       BENCH_PROBE_NODE);
 	ev.site = (char *)BENCH_SITE;
-	ev.node = (char *)PROBE_NODE;
+	ev.node = (char *)BENCH_PROBE_NODE;
 	ev.boot_id = 1;
 	ev.seq = 1;
 	ev.time_us = vigie_clock_now_us();
 	ev.kind = VIGIE__V1__EVENT_KIND__KIND_TEST;
 	ev.state = VIGIE__V1__EVENT_STATE__STATE_TEST;
-	if (rc == 0)
+	if (rc == 0 && key)
+		rc = vigie_sign_event(key, &ev, &buf, &len);
+	else if (rc == 0)
 		rc = vigie_event_encode(&ev, NULL, 0, NULL, &buf, &len);
 	if (rc == 0)
-		rc = bench_mosq_connect(r->port, "vigie-bench-relay-probe", 10,
-					&got, &mosq);
+		rc = bench_mosq_connect(probe_port, "vigie-bench-relay-probe",
+					10, &got, &mosq);
 	if (rc)
 		goto out_free;
 	mosquitto_message_callback_set(mosq, on_probe_receipt);
@@ -192,12 +211,16 @@ out_free:
 	return rc;
 }
 
-int bench_relay_start(struct bench_relay *r, const char *name, int port)
+int bench_relay_start(struct bench_relay *r, const char *name, int port,
+		      const struct bench_relay_options *opts)
 {
+	static const struct bench_relay_options defaults = {0};
 	char bin[PATH_MAX], file[VIGIE_ID_MAX + 16];
 	char *argv[] = {bin, (char *)"-c", r->conf, NULL};
 	int rc;
 
+	if (!opts)
+		opts = &defaults;
 	memset(r, 0, sizeof(*r));
 	r->port = port;
 	snprintf(file, sizeof(file), "%s.yaml", name);
@@ -211,23 +234,26 @@ int bench_relay_start(struct bench_relay *r, const char *name, int port)
 	if (rc == 0)
 		rc = bench_path(r->log, sizeof(r->log), file);
 	if (rc == 0)
-		rc = write_conf(r, name);
+		rc = write_conf(r, name, opts);
 	if (rc == 0)
 		rc = bench_spawn(argv, r->log, &r->pid);
 	if (rc)
 		return rc;
-	rc = wait_ready(r);
+	rc = wait_ready(r, opts->probe_port ? opts->probe_port : port,
+			opts->probe_key);
 	if (rc) {
 		fprintf(stderr,
-			"vigie-bench: vigie-relay did not receipt a "
+			"vigie-bench: vigie-relay %s did not receipt a "
 			"probe event within %d s\n",
-			READY_TIMEOUT_MS / 1000);
+			name, READY_TIMEOUT_MS / 1000);
 		bench_log_tail(r->log, "vigie-relay");
 		bench_relay_stop(r);
 		return rc;
 	}
-	bench_progress("vigie-relay %s: pid %d, database %s", name, (int)r->pid,
-		       r->db);
+	bench_progress("vigie-relay %s: pid %d, database %s%s%s", name,
+		       (int)r->pid, r->db, opts->tls ? ", TLS" : "",
+		       opts->require_signatures ? ", verifying signatures"
+						: "");
 	return 0;
 }
 

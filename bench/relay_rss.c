@@ -167,12 +167,12 @@ int bench_relay_rss(const struct bench_opts *o)
 		bench_msgs_free(&m);
 		return rc;
 	}
-	rc = bench_broker_start(&central, "central", false, NULL);
+	rc = bench_broker_start(&central, "central", NULL);
 	if (rc) {
 		bench_msgs_free(&m);
 		return rc;
 	}
-	rc = bench_relay_start(&relay, "relay-rss", central.port);
+	rc = bench_relay_start(&relay, "relay-rss", central.port, NULL);
 	if (rc == 0) {
 		rc = bench_relay_rss_mb(&relay, settle, &idle);
 		if (rc == 0)
