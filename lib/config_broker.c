@@ -130,6 +130,20 @@ int vigie_conf_broker(struct vigie_conf *c, const struct vigie_conf_node *map,
 	return 0;
 }
 
+int vigie_conf_standby_distinct(struct vigie_conf *c,
+				const struct vigie_conf_node *map,
+				const struct vigie_conf_broker *primary,
+				const struct vigie_conf_broker *standby)
+{
+	if (strcmp(standby->host, primary->host) != 0 ||
+	    standby->port != primary->port)
+		return 0;
+	return vigie_conf_fail(c, map,
+			       "the standby is the broker itself (%s:%d): give "
+			       "the second central broker",
+			       standby->host, standby->port);
+}
+
 void vigie_conf_broker_apply(const struct vigie_conf_broker *b,
 			     struct vigie_mqtt_options *o)
 {

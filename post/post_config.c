@@ -75,13 +75,9 @@ static int load_file(const char *path, struct post_config *cfg)
 	rc = vigie_conf_broker(c, standby, DEFAULT_PORT, NULL, &cfg->standby);
 	if (rc)
 		return rc;
-	if (strcmp(cfg->standby.host, cfg->broker.host) == 0 &&
-	    cfg->standby.port == cfg->broker.port)
-		return vigie_conf_fail(c, standby,
-				       "the standby is the broker itself "
-				       "(%s:%d): give the second central "
-				       "broker",
-				       cfg->standby.host, cfg->standby.port);
+	if (vigie_conf_standby_distinct(c, standby, &cfg->broker,
+					&cfg->standby))
+		return VIGIE_ECONFIG;
 	cfg->has_standby = true;
 	return 0;
 }

@@ -105,15 +105,9 @@ static int load_standby(struct vigie_conf *c, const struct vigie_conf_node *map,
 	const struct relay_broker *p = &cfg->broker;
 	struct relay_broker *s = &cfg->standby;
 
-	if (load_broker(c, map, s))
+	if (load_broker(c, map, s) ||
+	    vigie_conf_standby_distinct(c, map, &p->conn, &s->conn))
 		return VIGIE_ECONFIG;
-	if (strcmp(s->conn.host, p->conn.host) == 0 &&
-	    s->conn.port == p->conn.port)
-		return vigie_conf_fail(c, map,
-				       "the standby is the broker itself "
-				       "(%s:%d): give the second central "
-				       "broker",
-				       s->conn.host, s->conn.port);
 	cfg->has_standby = true;
 	return 0;
 }

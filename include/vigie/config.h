@@ -143,6 +143,15 @@ int vigie_conf_broker(struct vigie_conf *c, const struct vigie_conf_node *map,
 		      int default_port, const char *const *extra_keys,
 		      struct vigie_conf_broker *out);
 
+/* vigie_conf_standby_distinct: a standby central (read from `map`) must be
+ * another broker than the primary: the same one twice would carry every
+ * message twice for no gain. Returns 0 or VIGIE_ECONFIG (error recorded
+ * at `map`). */
+int vigie_conf_standby_distinct(struct vigie_conf *c,
+				const struct vigie_conf_node *map,
+				const struct vigie_conf_broker *primary,
+				const struct vigie_conf_broker *standby);
+
 /* vigie_conf_broker_apply: copy the connection fields (host, port,
  * credentials, TLS, protocol, keepalive) into MQTT client options. */
 void vigie_conf_broker_apply(const struct vigie_conf_broker *b,
