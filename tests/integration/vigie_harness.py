@@ -575,7 +575,26 @@ class Proc:
 
 # --- brokers -------------------------------------------------------------
 
-class Broker:
+class ProcHolder:
+    """What an object that runs one Proc (self.proc) answers for it."""
+
+    def stop(self, timeout=10.0):
+        return self.proc.stop(timeout)
+
+    def kill9(self):
+        return self.proc.kill9()
+
+    def sigstop(self):
+        self.proc.sigstop()
+
+    def sigcont(self):
+        self.proc.sigcont()
+
+    def alive(self):
+        return self.proc.alive()
+
+
+class Broker(ProcHolder):
     """A mosquitto broker configured by broker-config/vigie-broker-config.
     stop()/kill9() keep the configuration and the persistence directory;
     start() brings it back on the same port with the same database."""
@@ -654,18 +673,6 @@ class Broker:
     def stop(self, timeout=10.0):
         """SIGTERM: mosquitto saves its database and exits."""
         return self.proc.stop(timeout)
-
-    def kill9(self):
-        return self.proc.kill9()
-
-    def sigstop(self):
-        self.proc.sigstop()
-
-    def sigcont(self):
-        self.proc.sigcont()
-
-    def alive(self):
-        return self.proc.alive()
 
     def reload(self):
         """SIGHUP: mosquitto rereads passwd and acl."""

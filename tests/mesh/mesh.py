@@ -339,7 +339,7 @@ class Pki:
         return os.path.join(self.root, "nodes", f"{site}-{node}.key")
 
 
-class MeshBroker:
+class MeshBroker(vh.ProcHolder):
     """A mosquitto broker of the mesh, in namespace `ns` (None: here),
     listening on `host:port`; the test's own clients of it (readiness probes,
     subscribers) run inside that namespace too."""
@@ -411,18 +411,6 @@ class MeshBroker:
         s = in_netns(self.ns, make)
         self.mesh.clients.append(s)
         return s
-
-    def stop(self):
-        return self.proc.stop()
-
-    def sigstop(self):
-        self.proc.sigstop()
-
-    def sigcont(self):
-        self.proc.sigcont()
-
-    def alive(self):
-        return self.proc.alive()
 
 
 class Mesh(Harness):
