@@ -156,6 +156,9 @@ void vigie__inc_free(struct inc_engine *e)
 	vigie__hmap_free(&e->by_id);
 	vigie__hmap_free(&e->by_key);
 	vigie__hmap_free(&e->prefixes);
+	free(e->wake);
+	e->wake = NULL;
+	e->n_wake = e->cap_wake = 0;
 	e->open = 0;
 }
 
@@ -305,9 +308,95 @@ int vigie__inc_adopt(struct inc_engine *e, struct incident *inc)
 	return 0;
 }
 
+/* ---- the wake heap: a binary min-heap on wake_us ---- */
+
+static void wake_put(struct inc_engine *e, size_t i, struct incident *inc)
+{
+	e->wake[i] = inc;
+	inc->wake_pos = i + 1;
+}
+
+static void wake_up(struct inc_engine *e, size_t i)
+{
+	struct incident *inc = e->wake[i];
+
+	while (i > 0) {
+		size_t parent = (i - 1) / 2;
+
+		if (e->wake[parent]->wake_us <= inc->wake_us)
+			break;
+		wake_put(e, i, e->wake[parent]);
+		i = parent;
+	}
+	wake_put(e, i, inc);
+}
+
+static void wake_down(struct inc_engine *e, size_t i)
+{
+	struct incident *inc = e->wake[i];
+
+	for (;;) {
+		size_t l = 2 * i + 1, min = l;
+
+		if (l >= e->n_wake)
+			break;
+		if (l + 1 < e->n_wake &&
+		    e->wake[l + 1]->wake_us < e->wake[l]->wake_us)
+			min = l + 1;
+		if (inc->wake_us <= e->wake[min]->wake_us)
+			break;
+		wake_put(e, i, e->wake[min]);
+		i = min;
+	}
+	wake_put(e, i, inc);
+}
+
+/* Schedule `inc` at `at`, or take it off the schedule (0). */
+static int wake_set(struct inc_engine *e, struct incident *inc, uint64_t at)
+{
+	size_t i;
+
+	if (!inc->wake_pos) {
+		if (!at)
+			return 0;
+		if (e->n_wake == e->cap_wake) {
+			size_t cap = e->cap_wake ? 2 * e->cap_wake : 64;
+			struct incident **w =
+				realloc(e->wake, cap * sizeof(*w));
+
+			if (!w)
+				return VIGIE_ENOMEM;
+			e->wake = w;
+			e->cap_wake = cap;
+		}
+		inc->wake_us = at;
+		wake_put(e, e->n_wake++, inc);
+		wake_up(e, e->n_wake - 1);
+		return 0;
+	}
+	i = inc->wake_pos - 1;
+	if (!at) {
+		struct incident *last = e->wake[--e->n_wake];
+
+		inc->wake_pos = 0;
+		inc->wake_us = 0;
+		if (last == inc)
+			return 0;
+		wake_put(e, i, last);
+		wake_up(e, i);
+		wake_down(e, last->wake_pos - 1);
+		return 0;
+	}
+	inc->wake_us = at;
+	wake_up(e, i);
+	wake_down(e, inc->wake_pos - 1);
+	return 0;
+}
+
 static void close_incident(struct inc_engine *e, struct incident *inc,
 			   uint64_t now)
 {
+	wake_set(e, inc, 0);
 	if (inc->state == I(CLOSED))
 		return;
 	inc->state = I(CLOSED);
@@ -323,6 +412,7 @@ static void close_incident(struct inc_engine *e, struct incident *inc,
 
 void vigie__inc_forget(struct inc_engine *e, struct incident *inc)
 {
+	wake_set(e, inc, 0);
 	if (inc->by_key.key) {
 		vigie__hmap_remove(&e->by_key, &inc->by_key);
 		e->open--;
@@ -656,27 +746,42 @@ void vigie__inc_rearm(struct inc_engine *e, struct incident *inc)
 	inc->updated_us = now_us(e);
 }
 
-void vigie__inc_tick(struct inc_engine *e,
-		     void (*cb)(void *ud, struct incident *inc), void *ud)
+static uint64_t quiet_close_us(const struct inc_engine *e,
+			       const struct incident *inc)
 {
-	uint64_t now = now_us(e), after = e->p.close_after_ms * 1000;
-	struct incident *closing[64];
-	struct hmap_entry *h;
-	size_t pos = 0, n = 0;
+	if (inc->trouble || inc->state != I(ACKNOWLEDGED))
+		return 0;
+	return inc->last_activity_us + e->p.close_after_ms * 1000;
+}
 
-	/* Collected first: closing takes them out of by_key. At most 64 per
-	 * tick; the rest close on the next ones. */
-	for (h = vigie__hmap_first(&e->by_key, &pos); h && n < 64;
-	     h = vigie__hmap_next(&e->by_key, h, &pos)) {
-		struct incident *inc = container_of(h, struct incident, by_key);
+bool vigie__inc_close_if_quiet(struct inc_engine *e, struct incident *inc)
+{
+	uint64_t at = quiet_close_us(e, inc), now = now_us(e);
 
-		if (!inc->trouble && inc->state == I(ACKNOWLEDGED) &&
-		    now >= inc->last_activity_us + after)
-			closing[n++] = inc;
-	}
-	for (size_t i = 0; i < n; i++) {
-		close_incident(e, closing[i], now);
-		if (cb)
-			cb(ud, closing[i]);
-	}
+	if (!at || now < at)
+		return false;
+	close_incident(e, inc, now);
+	return true;
+}
+
+int vigie__inc_schedule(struct inc_engine *e, struct incident *inc)
+{
+	uint64_t esc = vigie__esc_next_due(&inc->esc);
+	uint64_t quiet = quiet_close_us(e, inc);
+	uint64_t at = esc && (!quiet || esc < quiet) ? esc : quiet;
+
+	if (inc->state == I(CLOSED))
+		at = 0;
+	return wake_set(e, inc, at);
+}
+
+struct incident *vigie__inc_next_due(struct inc_engine *e, uint64_t now_us)
+{
+	struct incident *inc;
+
+	if (!e->n_wake || e->wake[0]->wake_us > now_us)
+		return NULL;
+	inc = e->wake[0];
+	wake_set(e, inc, 0);
+	return inc;
 }

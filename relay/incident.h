@@ -83,6 +83,9 @@ struct incident {
 	uint32_t id_k;
 	/* escalation, owned by escalation.c, kept here */
 	struct esc_state esc;
+	/* when the relay's tick must look at it (vigie__inc_schedule) */
+	uint64_t wake_us;
+	size_t wake_pos; /* 1 + its index in the engine's heap; 0: none */
 	/* free for the core */
 	bool dirty;
 	struct incident *dirty_next;
@@ -101,6 +104,11 @@ struct inc_engine {
 	struct hmap by_key; /* open ones by alarm zone or trouble subject */
 	struct hmap prefixes;
 	size_t open;
+	/* Open incidents that will need the tick, earliest first (a binary
+	 * min-heap on wake_us): the tick visits what is due, not every open
+	 * incident (thousands during a storm, every 100 ms). */
+	struct incident **wake;
+	size_t n_wake, cap_wake;
 };
 
 /* An event as the incident engine sees it: a decoded Event, or a
@@ -151,10 +159,21 @@ unsigned vigie__inc_ack(struct inc_engine *e, struct incident *inc,
 /* vigie__inc_rearm: acked, then confirmed: escalating again. */
 void vigie__inc_rearm(struct inc_engine *e, struct incident *inc);
 
-/* vigie__inc_tick: close acknowledged alarm incidents that went quiet;
- * cb runs for each one closed. */
-void vigie__inc_tick(struct inc_engine *e,
-		     void (*cb)(void *ud, struct incident *inc), void *ud);
+/* vigie__inc_schedule: (re)compute when `inc` next needs the tick: the
+ * earliest of its escalation's next due time and, for an acknowledged
+ * alarm incident, the time it closes if it stays quiet. Call after every
+ * change of an incident or its escalation. Returns 0 or VIGIE_ENOMEM (then
+ * it is not scheduled: logged by the caller). */
+int vigie__inc_schedule(struct inc_engine *e, struct incident *inc);
+
+/* vigie__inc_next_due: the earliest incident due at or before `now_us`,
+ * taken off the schedule (vigie__inc_schedule puts it back); NULL when
+ * none is due. */
+struct incident *vigie__inc_next_due(struct inc_engine *e, uint64_t now_us);
+
+/* vigie__inc_close_if_quiet: close an acknowledged alarm incident quiet
+ * for close_after. Returns true if it closed it. */
+bool vigie__inc_close_if_quiet(struct inc_engine *e, struct incident *inc);
 
 /* vigie__inc_find: by id (open, or closed and not forgotten yet). */
 struct incident *vigie__inc_find(const struct inc_engine *e, const char *id);

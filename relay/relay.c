@@ -569,8 +569,9 @@ static void learn_zone(struct vigie_relay *r, const char *site,
 
 /* ---- persistence and publication of an incident ---- */
 
-static void persist_escalation(struct vigie_relay *r,
-			       const struct incident *inc)
+/* Every change of an incident or its escalation is persisted through here:
+ * it also tells the tick when the incident next needs it. */
+static void persist_escalation(struct vigie_relay *r, struct incident *inc)
 {
 	struct store_escalation e = {
 		.incident = inc->id,
@@ -582,6 +583,10 @@ static void persist_escalation(struct vigie_relay *r,
 	};
 
 	vigie__store_put_escalation(r->store, &e);
+	if (vigie__inc_schedule(&r->inc, inc))
+		vigie_log_error("incident %s: out of memory: its escalation "
+				"waits for the next change",
+				inc->id);
 }
 
 static int persist_dispatch(struct vigie_relay *r, const struct incident *inc,
@@ -2234,26 +2239,30 @@ static void tick_cb(uv_timer_t *t)
 	size_t pos = 0, n = 0;
 
 	vigie__sup_tick(&r->sup);
-	for (h = vigie__hmap_first(&r->inc.by_key, &pos); h && n < 256;
-	     h = vigie__hmap_next(&r->inc.by_key, h, &pos)) {
-		struct incident *inc = container_of(h, struct incident, by_key);
+	/* Only what is due, earliest first (taken off the schedule: each is
+	 * seen once a tick); at most 256, the rest on the next tick. */
+	while (n < 256 && (due[n] = vigie__inc_next_due(&r->inc, now)))
+		n++;
+	for (size_t i = 0; i < n; i++) {
+		struct incident *inc = due[i];
 		uint64_t d = vigie__esc_next_due(&inc->esc);
 
-		if (d && d <= now)
-			due[n++] = inc;
-	}
-	for (size_t i = 0; i < n; i++) {
-		struct esc_actions acts = {.n = 0};
-		struct esc_params p;
+		if (d && d <= now) {
+			struct esc_actions acts = {.n = 0};
+			struct esc_params p;
 
-		esc_params(r, due[i], &p);
-		vigie__esc_tick(&due[i]->esc, &p, &acts);
-		if (apply_actions(r, due[i], &acts))
-			persist_incident(r, due[i]);
-		else if (acts.n)
-			persist_escalation(r, due[i]);
+			esc_params(r, inc, &p);
+			vigie__esc_tick(&inc->esc, &p, &acts);
+			if (apply_actions(r, inc, &acts))
+				persist_incident(r, inc);
+			else if (acts.n)
+				persist_escalation(r, inc);
+		}
+		if (vigie__inc_close_if_quiet(&r->inc, inc))
+			on_quiet_closed(r, inc);
+		else
+			vigie__inc_schedule(&r->inc, inc);
 	}
-	vigie__inc_tick(&r->inc, on_quiet_closed, r);
 	vigie__patrelay_tick(r->patterns); /* patterns: re-sends */
 	pos = 0;
 	for (h = vigie__hmap_first(&r->sites, &pos); h;
@@ -2667,6 +2676,16 @@ int vigie__relay_open(uv_loop_t *loop, const struct relay_config *cfg,
 
 			s->committed = s->batch_contig = s->contig;
 		}
+		/* Every resumed incident on the tick's schedule. */
+		pos = 0;
+		for (h = vigie__hmap_first(&r->inc.by_key, &pos); h;
+		     h = vigie__hmap_next(&r->inc.by_key, h, &pos))
+			if (vigie__inc_schedule(
+				    &r->inc,
+				    container_of(h, struct incident, by_key))) {
+				rc = VIGIE_ENOMEM;
+				goto out_close_store;
+			}
 	}
 	/* Configured nodes are supervised from the start, heard or not. */
 	for (size_t i = 0; i < cfg->n_sites; i++) {

@@ -97,7 +97,31 @@ static struct inc_result ev(struct world *w, const char *zone,
 	in.kind = kind;
 	in.state = state;
 	assert_int_equal(vigie__inc_event(&w->e, &in, &res), 0);
+	/* As the relay does after every change it persists. */
+	if (res.inc)
+		assert_int_equal(vigie__inc_schedule(&w->e, res.inc), 0);
 	return res;
+}
+
+static unsigned ack(struct world *w, struct incident *inc, const char *by)
+{
+	unsigned changes = vigie__inc_ack(&w->e, inc, by);
+
+	assert_int_equal(vigie__inc_schedule(&w->e, inc), 0);
+	return changes;
+}
+
+/* The relay's tick, for the closing part: what is due, once each. */
+static void tick(struct world *w)
+{
+	struct incident *due[64];
+	size_t n = 0;
+
+	while (n < 64 && (due[n] = vigie__inc_next_due(&w->e, w->clock.us)))
+		n++;
+	for (size_t i = 0; i < n; i++)
+		if (!vigie__inc_close_if_quiet(&w->e, due[i]))
+			assert_int_equal(vigie__inc_schedule(&w->e, due[i]), 0);
 }
 
 static void test_second_detector_confirms(void **state)
@@ -191,9 +215,9 @@ static void test_trouble_closes_only_on_restore(void **state)
 	assert_string_equal(r1.inc->subject, "apollo-1/cam-quai-3");
 	snprintf(first, sizeof(first), "%s", r1.inc->id);
 	/* Acked: still open until the camera is back. */
-	assert_int_equal(vigie__inc_ack(&w->e, r1.inc, "dupont"), INC_ACKED);
+	assert_int_equal(ack(w, r1.inc, "dupont"), INC_ACKED);
 	advance(w, 3600000);
-	vigie__inc_tick(&w->e, NULL, NULL);
+	tick(w);
 	assert_int_equal(r1.inc->state, I(ACKNOWLEDGED));
 	r2 = ev(w, "apollo-balcony", "cam-quai-3", K(CAMERA_MOVED), S(TROUBLE));
 	assert_ptr_equal(r2.inc, r1.inc);
@@ -243,23 +267,63 @@ static void test_acked_incident_closes_when_quiet(void **state)
 
 	r = ev(w, "gallery", "pir-1", K(MOTION), S(ALARM));
 	unacked = ev(w, "office", "door-2", K(DOOR_CONTACT), S(ALARM)).inc;
-	assert_int_equal(vigie__inc_ack(&w->e, r.inc, "dupont"), INC_ACKED);
-	assert_int_equal(vigie__inc_ack(&w->e, r.inc, "dupont"), 0);
+	assert_int_equal(ack(w, r.inc, "dupont"), INC_ACKED);
+	assert_int_equal(ack(w, r.inc, "dupont"), 0);
 	assert_int_equal(r.inc->state, I(ACKNOWLEDGED));
 	/* Within the window an alarm joins the acked incident. */
 	advance(w, 60000);
 	again = ev(w, "gallery", "pir-1", K(MOTION), S(ALARM));
 	assert_ptr_equal(again.inc, r.inc);
 	advance(w, 119999);
-	vigie__inc_tick(&w->e, NULL, NULL);
+	tick(w);
 	assert_int_equal(r.inc->state, I(ACKNOWLEDGED));
 	advance(w, 1);
-	vigie__inc_tick(&w->e, NULL, NULL);
+	tick(w);
 	assert_int_equal(r.inc->state, I(CLOSED));
 	/* Never acked: never closed by itself. */
 	advance(w, 86400000);
-	vigie__inc_tick(&w->e, NULL, NULL);
+	tick(w);
 	assert_int_equal(unacked->state, I(OPEN));
+}
+
+/* The tick sees what is due and only that, whatever the order incidents
+ * were scheduled in (the wake heap), and a closed one leaves the schedule. */
+static void test_schedule_visits_only_what_is_due(void **state)
+{
+	struct world *w = *state;
+	struct incident *inc[40];
+	char zone[16];
+	size_t closed = 0;
+
+	/* Acked in a shuffled order, 1 s apart: each closes 2 min after. */
+	for (int i = 0; i < 40; i++) {
+		int k = (i * 17) % 40;
+
+		snprintf(zone, sizeof(zone), "z%d", k);
+		inc[k] = ev(w, zone, "pir-1", K(MOTION), S(ALARM)).inc;
+		assert_int_equal(ack(w, inc[k], "dupont"), INC_ACKED);
+		advance(w, 1000);
+	}
+	assert_int_equal(w->e.n_wake, 40);
+	/* 2 min after the 20th ack: the first 20 acked are due. */
+	advance(w, 120000 + 19000 - 40000);
+	tick(w);
+	for (int i = 0; i < 40; i++) {
+		int k = (i * 17) % 40;
+
+		if (inc[k]->state == I(CLOSED)) {
+			assert_true(i < 20);
+			closed++;
+		} else {
+			assert_true(i >= 20);
+		}
+	}
+	assert_int_equal(closed, 20);
+	assert_int_equal(w->e.n_wake, 20);
+	advance(w, 60000);
+	tick(w);
+	assert_int_equal(w->e.n_wake, 0);
+	assert_int_equal(w->e.open, 0);
 }
 
 static void test_acked_and_aged_out_makes_a_new_incident(void **state)
@@ -407,6 +471,7 @@ int main(void)
 		T(test_detector_trouble_is_a_trouble),
 		T(test_ids_never_repeat_after_reload),
 		T(test_text_stays_utf8),
+		T(test_schedule_visits_only_what_is_due),
 		cmocka_unit_test(test_priority_table),
 	};
 #undef T
