@@ -8,9 +8,17 @@ relay and the police post hold both centrals at once. The post must get
 every dispatch, none twice, during the hang and after SIGCONT; the relay
 stores each event once, takes each ack once, and the node's outbox drains.
 
-Plaintext on loopback (tls=False): what is tested is the failover, and a
-hung broker looks the same under TLS (the handshake never completes either:
-the same CONNACK timeout ends it).
+Every link is TLS with client certificates from the harness CA, as in
+production: both centrals (the standby with the primary's users and the
+harness's server certificate for 127.0.0.1), the site bridge to either, the
+node's two paths, the relay and the post. Under TLS a hung broker still
+completes the TCP connect (its kernel accepts: the connections wait in its
+accept queue, which the test reads) but never the handshake, so nothing but
+the CONNACK timeout ends a reconnect to it: the logs must show the relay
+and the post dropping the hung primary and giving up on it by that timeout
+("no CONNACK from" its port), the bridge and every daemon carrying on
+through the standby (the node on its secondary path, connected to it), and,
+after SIGCONT, the relay and the post back on the primary.
 
 Timings are configuration, never assertions: keepalives of 5 s (the
 minimum Mosquitto accepts for a bridge), failover_time 3 s; every wait is
@@ -35,18 +43,28 @@ ZONES = [f"z{i}" for i in range(1, 10)]
 
 def start_standby(h, primary, sites, posts):
     """A second central broker with the primary's users and passwords
-    (vigie-broker-config central --primary-secrets), plaintext on loopback."""
+    (vigie-broker-config central --primary-secrets), TLS with the harness PKI
+    as the primary (client certificates required)."""
     b = CentralBroker(h, "standby", h.path("standby"), free_port(), sites=sites, posts=posts,
                       direct_node_users=True,
                       extra_args=["--primary-secrets", primary.secrets_path])
+    b.use_harness_tls()
     b.generate()
     b.start()
     return b
 
 
 def broker_yaml(b, user, keepalive=5):
+    """A daemon's broker section for `b` as `user`, TLS included (JSON)."""
     return {"host": b.host, "port": b.port, "username": user, "password": b.password(user),
-            "keepalive": keepalive}
+            "keepalive": keepalive, "tls": b.tls_conf()}
+
+
+def broker_block(b, user, keepalive=5):
+    """The same as lines of a YAML block map (vigie-post's config)."""
+    return (f"  host: {b.host}\n  port: {b.port}\n  username: {user}\n"
+            f"  password: \"{b.password(user)}\"\n  keepalive: {keepalive}\n"
+            + b.tls_yaml_block())
 
 
 def write_node_config(h, site_broker, standby):
@@ -60,10 +78,11 @@ def write_node_config(h, site_broker, standby):
              "failover_time: 3s",
              "brokers:",
              f"  primary: {{host: 127.0.0.1, port: {site_broker.port}, username: node, "
-             f"password: \"{site_broker.password('node')}\", keepalive: 5}}",
+             f"password: \"{site_broker.password('node')}\", keepalive: 5"
+             f"{site_broker.tls_yaml()}}}",
              # The secondary path: straight to the standby central.
              f"  secondary: {{host: 127.0.0.1, port: {standby.port}, username: {direct}, "
-             f"password: \"{standby.password(direct)}\", keepalive: 5}}",
+             f"password: \"{standby.password(direct)}\", keepalive: 5{standby.tls_yaml()}}}",
              "zones:"]
     lines += [f"  - {{id: {z}, name: Zone {z}}}" for z in ZONES]
     lines += ["sensors:"]
@@ -72,6 +91,18 @@ def write_node_config(h, site_broker, standby):
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return path, sock, outbox
+
+
+def accept_queue(port):
+    """Connections the kernel completed on the listener of 127.0.0.1:`port`
+    that its process has not accepted yet (the rx_queue of a LISTEN socket
+    in /proc/net/tcp), None if nothing listens there."""
+    with open("/proc/net/tcp", encoding="ascii") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[1] == "0100007F:%04X" % port:
+                return int(fields[4].split(":")[1], 16)
+    return None
 
 
 def last_match(text, pattern):
@@ -85,11 +116,11 @@ class CentralFailoverTest(HarnessTestCase):
         super().setUp()
         h = self.h
         self.primary = h.start_central(name="central", sites=[SITE], posts=[POST],
-                                       direct_node_users=True, tls=False)
+                                       direct_node_users=True)
         self.standby = start_standby(h, self.primary, [SITE], [POST])
         # The bridge lists both centrals, primary first; a hung link is
         # noticed after 1.5 keepalives (5 s, Mosquitto's minimum).
-        self.site = h.start_site(SITE, self.primary, tls=False, extra_args=[
+        self.site = h.start_site(SITE, self.primary, extra_args=[
             "--standby-host", "127.0.0.1", "--standby-port", str(self.standby.port),
             "--keepalive", "5", "--restart-timeout", "1"])
         self.relay = Relay(
@@ -109,12 +140,9 @@ class CentralFailoverTest(HarnessTestCase):
             20, "the relay to connect to both centrals")
         post_cfg = h.path("post.yaml")
         with open(post_cfg, "w") as f:
-            f.write(f"post: {POST}\noperator: Brigadier Dupont\nbroker:\n"
-                    + "".join(f"  {k}: {v!r}\n" if isinstance(v, str) else f"  {k}: {v}\n"
-                              for k, v in broker_yaml(self.primary, f"post-{POST}").items())
-                    + "standby:\n"
-                    + "".join(f"  {k}: {v!r}\n" if isinstance(v, str) else f"  {k}: {v}\n"
-                              for k, v in broker_yaml(self.standby, f"post-{POST}").items()))
+            f.write(f"post: {POST}\noperator: Brigadier Dupont\n"
+                    "broker:\n" + broker_block(self.primary, f"post-{POST}")
+                    + "standby:\n" + broker_block(self.standby, f"post-{POST}"))
         self.post = PostProc.spawn(h, "post", [os.path.join(
             os.environ["VIGIE_BUILD"], "bin", "vigie-post"), "--json", "-c", post_cfg])
         self.post.wait_line("status", connected=True, timeout=20)
@@ -178,6 +206,30 @@ class CentralFailoverTest(HarnessTestCase):
         self.wait_dispatched(during, 120, "dispatches during the hang, via the standby")
         self.assertTrue(self.primary.alive())
         self.ack_new()
+        # The relay and the post left the hung primary (keepalive) and their
+        # reconnects to it, TLS, were ended by the CONNACK timeout; the
+        # primary stays stopped until both said so.
+        hung = rf"127\.0\.0\.1:{self.primary.port}"
+        left_hung = rf"mqtt primary: connection to {hung} lost: .*mqtt primary: no CONNACK from {hung} "
+        wait_for(lambda: re.search(left_hung, self.relay.log(), re.S), 90,
+                 "the relay to drop the hung primary and time out reconnecting to it")
+        wait_for(lambda: re.search(left_hung, self.post.log_text(), re.S), 90,
+                 "the post to drop the hung primary and time out reconnecting to it")
+        # Meanwhile everything went through the standby: the bridge
+        # reconnected there, the node took its secondary path, to it.
+        standby = f"127.0.0.1:{self.standby.port}"
+        wait_for(lambda: f"Connecting bridge (step 1) vigie-bridge-{SITE} ({standby})"
+                 in self.site.proc.log_text(), 90, "the bridge to reconnect to the standby")
+        wait_for(lambda: f"site {SITE} bridge up on central standby" in self.relay.log(), 90,
+                 "the relay to see the bridge up on the standby")
+        wait_for(lambda: f"mqtt secondary: connected to {standby}" in self.node.log_text(), 90,
+                 "the node connected to the standby (its secondary path)")
+        # Those reconnects got through the TCP connect: the hung broker's
+        # kernel accepted them, and they wait in its accept queue, the TLS
+        # handshake never begun by the stopped broker.
+        queued = accept_queue(self.primary.port)
+        self.assertGreaterEqual(queued or 0, 2, "connections accepted by the hung "
+                                                "primary's kernel during the hang")
         left = HANG_S - (time.monotonic() - hung_at)
         if left > 0:
             time.sleep(left)  # the hang lasts HANG_S at least (pacing only)

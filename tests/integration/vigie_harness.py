@@ -55,8 +55,9 @@ A test that writes a daemon's config takes the broker's TLS settings from:
 
 Opt-outs: start_central(tls=False) / start_site(tls=False) give plaintext
 listeners on loopback (vigie-broker-config --plaintext-loopback): for a
-plaintext baseline and tests that need it; today only
-test_central_failover.py, which tests the failover alone.
+plaintext baseline and tests that need it; today none of the harness's
+own brokers (a site bridged to a plaintext central - the RabbitMQ cluster
+of test_rabbitmq.py - bridges in plaintext on loopback).
 start_central(ws=True) adds a plaintext websockets listener on loopback
 (--ws-plaintext-loopback) for the dashboard in Chromium, which does not
 trust the test CA. tls_ca=CA: the test configures TLS itself
