@@ -285,92 +285,6 @@ static bool idset_has(const struct pat_idset *s, const char *id)
 	return false;
 }
 
-/* ---- alerts by serial ---- */
-
-static uint32_t smap_slot(const struct pat_smap *m, uint64_t k)
-{
-	return (uint32_t)mix64(k) & (m->cap - 1);
-}
-
-static struct pat_alert *smap_find(const struct pat_smap *m, uint64_t k)
-{
-	uint32_t i;
-
-	if (!m->cap || !k)
-		return NULL;
-	for (i = smap_slot(m, k); m->k[i]; i = (i + 1) & (m->cap - 1))
-		if (m->k[i] == k)
-			return m->v[i];
-	return NULL;
-}
-
-static int smap_put(struct pat_smap *m, uint64_t k, struct pat_alert *a)
-{
-	uint32_t i;
-
-	if ((m->size + 1) * 2 > m->cap) {
-		struct pat_smap n = {NULL, NULL, m->cap ? m->cap * 2 : 16, 0};
-
-		n.k = calloc(n.cap, sizeof(*n.k));
-		n.v = calloc(n.cap, sizeof(*n.v));
-		if (!n.k || !n.v) {
-			free(n.k);
-			free(n.v);
-			return VIGIE_ENOMEM;
-		}
-		for (uint32_t j = 0; j < m->cap; j++) {
-			if (!m->k[j])
-				continue;
-			for (i = smap_slot(&n, m->k[j]); n.k[i];
-			     i = (i + 1) & (n.cap - 1))
-				;
-			n.k[i] = m->k[j];
-			n.v[i] = m->v[j];
-			n.size++;
-		}
-		free(m->k);
-		free(m->v);
-		*m = n;
-	}
-	for (i = smap_slot(m, k); m->k[i]; i = (i + 1) & (m->cap - 1))
-		;
-	m->k[i] = k;
-	m->v[i] = a;
-	m->size++;
-	return 0;
-}
-
-static void smap_del(struct pat_smap *m, uint64_t k)
-{
-	uint32_t i, j;
-
-	if (!m->cap || !k)
-		return;
-	for (i = smap_slot(m, k); m->k[i] && m->k[i] != k;
-	     i = (i + 1) & (m->cap - 1))
-		;
-	if (!m->k[i])
-		return;
-	m->size--;
-	j = i;
-	for (;;) {
-		uint32_t home;
-
-		m->k[i] = 0;
-		m->v[i] = NULL;
-		do {
-			j = (j + 1) & (m->cap - 1);
-			if (!m->k[j])
-				return;
-			home = smap_slot(m, m->k[j]);
-		} while (i <= j ? (i < home && home <= j)
-				: (i < home || home <= j));
-		m->k[i] = m->k[j];
-		m->v[i] = m->v[j];
-		i = j;
-	}
-}
-
 /* ---- ends of campaigns ---- */
 
 static int heap_push(struct pat_heap *h, uint64_t end, uint64_t serial)
@@ -414,7 +328,7 @@ static void heap_pop(struct pat_heap *h)
 		h->v[i] = last;
 }
 
-/* ---- incident -> campaign (similar_mo) ---- */
+/* ---- uint64 -> uint64 maps (incident -> campaign, serial -> alert) ---- */
 
 static uint32_t hm_slot(const struct pat_hmap64 *m, uint64_t k)
 {
@@ -501,6 +415,24 @@ static void hm_del(struct pat_hmap64 *m, uint64_t k, uint64_t v)
 		m->v[i] = m->v[j];
 		i = j;
 	}
+}
+
+/* ---- alerts by serial: the same map, the alert's address as value ---- */
+
+static struct pat_alert *smap_find(const struct pat_hmap64 *m, uint64_t k)
+{
+	return k ? (struct pat_alert *)(uintptr_t)hm_get(m, k) : NULL;
+}
+
+static int smap_put(struct pat_hmap64 *m, uint64_t k, struct pat_alert *a)
+{
+	return hm_put(m, k, (uint64_t)(uintptr_t)a);
+}
+
+static void smap_del(struct pat_hmap64 *m, uint64_t k)
+{
+	if (k)
+		hm_del(m, k, hm_get(m, k));
 }
 
 /* ---- records ---- */

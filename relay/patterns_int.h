@@ -105,13 +105,6 @@ struct pat_alert_priv {
 	bool explained; /* a->explanation is up to date */
 };
 
-/* Active alerts by serial: groups find their campaign in O(1). */
-struct pat_smap {
-	uint64_t *k;
-	struct pat_alert **v;
-	uint32_t cap, size;
-};
-
 struct pat_engine {
 	struct pat_rules *r;
 	struct pat_sink sink;
@@ -125,10 +118,10 @@ struct pat_engine {
 	uint64_t wm;          /* latest event time seen (µs) */
 	struct pat_heap ends; /* when campaigns end, earliest first */
 	struct pat_rstate rs[PAT_MAX_RULES];
-	struct hmap alerts; /* active ones, by id */
-	struct pat_smap serials;
-	uint64_t alert_seq;  /* in alert ids, persisted */
-	uint64_t serial_seq; /* serials, this run only */
+	struct hmap alerts;        /* active ones, by id */
+	struct pat_hmap64 serials; /* active alerts by serial (address) */
+	uint64_t alert_seq;        /* in alert ids, persisted */
+	uint64_t serial_seq;       /* serials, this run only */
 	size_t entries;
 	struct pat_stats st;
 	struct pat_alert *dirty[64];
