@@ -54,8 +54,8 @@ static const char sim_usage[] =
 	"(default 1)\n"
 	"      --simulate-rate R       events per second, spread round-robin "
 	"over\n"
-	"                              the virtual nodes (default 0: "
-	"heartbeats only)\n"
+	"                              the virtual nodes once all are started\n"
+	"                              (default 0: heartbeats only)\n"
 	"      --simulate-count M      stop generating after M events "
 	"(default: no end)\n"
 	"      --simulate-line LINE    the event line submitted (default: a "
@@ -342,6 +342,8 @@ static void stats_cb(uv_timer_t *t)
 	log_stats(t->data, "stats");
 }
 
+static void rate_cb(uv_timer_t *t);
+
 /* Connections are started a few at a time: ten thousand SYNs at once
  * overflow the brokers' listen backlog and every node then backs off. */
 static void ramp_cb(uv_timer_t *t)
@@ -366,6 +368,14 @@ static void ramp_cb(uv_timer_t *t)
 		uv_timer_stop(&s->ramp_timer);
 		vigie_log_info("all %zu virtual node(s) started in %llu ms",
 			       s->n_nodes, (unsigned long long)elapsed);
+		/* Events only once every node runs: generated during the
+		 * ramp, round-robin over a growing set would leave the last
+		 * nodes started without any. */
+		if (s->rate > 0) {
+			s->last_rate_ms = vigie_clock_mono_ms();
+			uv_timer_start(&s->rate_timer, rate_cb, RATE_TICK_MS,
+				       RATE_TICK_MS);
+		}
 	}
 }
 
@@ -383,7 +393,7 @@ static void on_durable(void *arg, int status, uint64_t boot_id, uint64_t seq,
 		s->failed++;
 }
 
-/* Events are spread round-robin over the started nodes, at the mean rate
+/* Events are spread round-robin over the virtual nodes, at the mean rate
  * asked, in bursts of one tick's worth. */
 static void rate_cb(uv_timer_t *t)
 {
@@ -504,11 +514,8 @@ static int run(struct simulate *s, unsigned long per_template, double stats_s,
 		"outboxes opened in %llu ms, starting %g connection(s)/s",
 		s->n_nodes, s->n_templates,
 		(unsigned long long)(vigie_clock_mono_ms() - open_ms), s->ramp);
-	s->start_ms = s->last_rate_ms = vigie_clock_mono_ms();
+	s->start_ms = vigie_clock_mono_ms();
 	uv_timer_start(&s->ramp_timer, ramp_cb, 0, RAMP_TICK_MS);
-	if (s->rate > 0)
-		uv_timer_start(&s->rate_timer, rate_cb, RATE_TICK_MS,
-			       RATE_TICK_MS);
 	if (stats_s > 0)
 		uv_timer_start(&s->stats_timer, stats_cb,
 			       (uint64_t)(stats_s * 1000),

@@ -20,6 +20,9 @@ from test_relay_support import Relay, pb, site_conf
 NODES = int(os.environ.get("VIGIE_SIM_NODES", "300"))
 EVENTS = 2 * NODES
 RATE = 400
+# Slower than the events take (EVENTS / RATE): generation must wait for the
+# last node started, or the last ones started would get no event.
+RAMP = 200
 
 TEMPLATE = """site: louvre
 node: hall
@@ -69,6 +72,7 @@ class SimulateTest(HarnessTestCase):
         t0 = time.monotonic()
         sim = self.h.spawn("simulate", [node_bin, "--simulate", str(NODES), "-c", conf,
                                         "--simulate-rate", str(RATE),
+                                        "--simulate-ramp", str(RAMP),
                                         "--simulate-count", str(EVENTS),
                                         "--simulate-stats", "1"])
         ids = {f"hall-{i:04d}" for i in range(1, NODES + 1)}
