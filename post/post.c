@@ -232,6 +232,12 @@ static void on_disconnect(struct vigie_mqtt *m, void *ud, int reason)
 	(void)m;
 	(void)reason;
 	l->up = false;
+	/* No PUBACK comes for what this connection sent: a pending Ack is
+	 * published again on connect, and the message ids of the others
+	 * must not match a later message's PUBACK. */
+	for (size_t i = 0; i < p->q.len; i++)
+		if (p->q.v[i]->ack != POST_ACK_PENDING)
+			p->q.v[i]->ack_mid[l->index] = 0;
 	if (p->close_waiting)
 		uv_timer_start(&p->tick, close_wait_cb, 0, 0);
 	for (size_t i = 0; i < p->n_links; i++)
@@ -371,9 +377,9 @@ static void on_publish(struct vigie_mqtt *m, void *ud, int mid, int status)
 	for (size_t i = 0; i < p->q.len; i++) {
 		struct post_entry *e = p->q.v[i];
 
-		if (e->ack != POST_ACK_PENDING || e->ack_mid[l->index] != mid)
+		if (e->ack == POST_ACK_NONE || e->ack_mid[l->index] != mid)
 			continue;
-		if (status) {
+		if (status && e->ack == POST_ACK_PENDING) {
 			/* Refused (not authorised): the ack stays pending, and
 			 * the relay keeps re-sending, so nobody believes the
 			 * police answered. */
@@ -381,11 +387,20 @@ static void on_publish(struct vigie_mqtt *m, void *ud, int mid, int status)
 					e->d.id, vigie_strerror(status));
 			return;
 		}
-		/* The entry moves when the queue re-sorts: stop here. */
-		vigie__postq_set_ack(&p->q, e, POST_ACK_SENT, NULL, 0,
-				     vigie_clock_mono_ms());
+		for (size_t j = 0; j < p->n_links; j++)
+			e->ack_mid[j] = 0;
+		if (status || e->ack_told)
+			return;
+		e->ack_told = true;
 		p->st.acks_sent++;
 		vigie_log_info("ack %s: the broker has it", e->d.id);
+		/* A broker that confirms once it has stored the message (as
+		 * RabbitMQ does) can be slower than the relay, whose Incident
+		 * may have made the entry CONFIRMED already: it stays so. The
+		 * entry moves when the queue re-sorts: stop here. */
+		if (e->ack == POST_ACK_PENDING)
+			vigie__postq_set_ack(&p->q, e, POST_ACK_SENT, NULL, 0,
+					     vigie_clock_mono_ms());
 		if (p->ev.on_ack)
 			p->ev.on_ack(p->ud, e);
 		changed(p);

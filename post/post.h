@@ -168,6 +168,7 @@ struct post_entry {
 	/* mid of the last Ack publication on each central broker (the
 	 * `broker:`, the `standby:`), 0: none */
 	int ack_mid[POST_MAX_BROKERS];
+	bool ack_told;        /* on_ack reported: once, at the first PUBACK */
 	bool superseded;      /* a higher level of the incident arrived */
 	bool closed;          /* the relay closed the incident */
 	uint64_t received_us; /* first reception, wall */
