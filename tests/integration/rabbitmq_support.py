@@ -40,7 +40,8 @@ import socket
 import subprocess
 import time
 
-from vigie_harness import HOST, Subscriber, free_port, try_connect, unique_id, wait_for
+from vigie_harness import (HOST, Broker, Subscriber, free_port, harness_pki, try_connect,
+                           unique_id, wait_for)
 
 RABBIT_BIN = "/usr/lib/rabbitmq/bin"
 RABBITMQ_SERVER = os.path.join(RABBIT_BIN, "rabbitmq-server")
@@ -140,28 +141,16 @@ class RabbitNode:
     with it."""
 
     ready_user = "relay"
-    # Plaintext on loopback (the harness's brokers speak TLS; these answer
-    # its TLS questions with "none", like a tls=False broker).
-    tls_ca = tls_cert = tls_key = None
-    harness_tls = False
-
-    def tls_conf(self):
-        return None
-
-    def tls_yaml(self):
-        return ""
-
-    def tls_yaml_block(self, indent=2):
-        return ""
-
-    def tls_args(self, *args, **kw):
-        return []
-
-    def tls_files(self):
-        return []
-
-    def tls_paho(self, client):
-        return client
+    # MQTT over TLS only, with the harness PKI and client certificates
+    # required, as the harness's Mosquitto brokers: the same answers to TLS
+    # questions as theirs.
+    harness_tls = True
+    tls_conf = Broker.tls_conf
+    tls_yaml = Broker.tls_yaml
+    tls_yaml_block = Broker.tls_yaml_block
+    tls_args = Broker.tls_args
+    tls_files = Broker.tls_files
+    tls_paho = Broker.tls_paho
 
     def __init__(self, cluster, index):
         self.cluster = cluster
@@ -176,6 +165,8 @@ class RabbitNode:
         self.dir = h.path(self.name)
         os.makedirs(self.dir)
         self.conf = os.path.join(self.dir, "rabbitmq.conf")
+        pki = harness_pki()
+        self.tls_ca, self.tls_cert, self.tls_key = pki.ca, pki.client_cert, pki.client_key
         self.proc = h._new_proc(self.name, [RABBITMQ_SERVER], env=self.env(), cwd=self.dir)
 
     @property
@@ -228,9 +219,16 @@ class RabbitNode:
 
     def write_config(self):
         c = self.cluster
+        pki = harness_pki()
         lines = [
             f"listeners.tcp.default = {HOST}:{self.amqp_port}",
-            f"mqtt.listeners.tcp.default = {HOST}:{self.port}",
+            "mqtt.listeners.tcp = none",
+            f"mqtt.listeners.ssl.default = {HOST}:{self.port}",
+            f"ssl_options.cacertfile = {pki.ca}",
+            f"ssl_options.certfile = {pki.server_cert}",
+            f"ssl_options.keyfile = {pki.server_key}",
+            "ssl_options.verify = verify_peer",
+            "ssl_options.fail_if_no_peer_cert = true",
             "mqtt.allow_anonymous = false",
             "mqtt.vhost = /",
             "mqtt.exchange = amq.topic",
@@ -268,14 +266,16 @@ class RabbitNode:
     def wait_ready(self, timeout=90.0):
         def ready():
             self.proc.check_running()
-            return try_connect(self.host, self.port, self.ready_user,
-                               self.password(self.ready_user), timeout=1.0) == 0
+            return self.connect_rc(self.ready_user, timeout=1.0) == 0
         wait_for(ready, timeout, f"{self.name} ({self.nodename}) to accept MQTT on "
                                  f"port {self.port}", interval=0.25)
 
     def connect_rc(self, user, password=None, **kw):
         if password is None and user is not None:
             password = self.password(user)
+        kw.setdefault("ca", self.tls_ca)
+        kw.setdefault("certfile", self.tls_cert)
+        kw.setdefault("keyfile", self.tls_key)
         return try_connect(self.host, self.port, user, password, **kw)
 
     def ctl(self, *args, timeout=60):
@@ -393,7 +393,8 @@ class RabbitCluster:
         `dst`: the nodes route for each other (they form one cluster)."""
         topic = f"vigie/v1/harness-probe/{unique_id('x')}"
         sub = Subscriber(dst.host, dst.port, "relay", self.password("relay"), [topic],
-                         name=f"cluster probe at {dst.name}", connect_timeout=timeout)
+                         name=f"cluster probe at {dst.name}", connect_timeout=timeout,
+                         ca=dst.tls_ca, certfile=dst.tls_cert, keyfile=dst.tls_key)
         pub = None
         try:
             pub = self.h.client(src, "relay", track=False, timeout=timeout)

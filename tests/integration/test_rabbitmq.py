@@ -174,7 +174,7 @@ class RabbitMQClusterTest(HarnessTestCase):
             f.write(f"post: {POST}\nname: \"Préfecture de police\"\noperator: Brigadier Dupont\n"
                     f"broker:\n  host: {broker.host}\n  port: {broker.port}\n"
                     f"  username: post-{POST}\n  password: \"{broker.password(f'post-{POST}')}\"\n"
-                    f"  protocol: auto\n  keepalive: 5\n")
+                    f"  protocol: auto\n  keepalive: 5\n{broker.tls_yaml_block(2)}")
         post = PostProc.spawn(self.h, "post", [bin_path("vigie-post"), "--json", "-c", path])
         post.wait_line("status", timeout=30, connected=True)
         return post
