@@ -224,6 +224,24 @@ out_free:
 	return rc;
 }
 
+/* How far the relay receipted us: everything before the oldest unreceipted
+ * event (seqs are dense, and only a Receipt removes an event), or this
+ * whole boot. With several boots unreceipted, the oldest is told first; the
+ * next one once it is drained. */
+static void receipted_so_far(struct vigie_node *n, uint64_t *boot_id,
+			     uint64_t *seq)
+{
+	struct vigie_outbox_entry *e = vigie_outbox_first(n->outbox);
+
+	if (e) {
+		*boot_id = e->boot_id;
+		*seq = e->seq - 1;
+	} else {
+		*boot_id = n->boot_id;
+		*seq = n->seq;
+	}
+}
+
 static void publish_heartbeat(struct vigie_node *n)
 {
 	Vigie__V1__HeartbeatBody body = VIGIE__V1__HEARTBEAT_BODY__INIT;
@@ -243,6 +261,7 @@ static void publish_heartbeat(struct vigie_node *n)
 	body.reporting_time_ms = (uint32_t)n->cfg->reporting_ms;
 	body.path = (char *)p->name;
 	body.hb_seq = ++n->hb_seq;
+	receipted_so_far(n, &body.receipted_boot, &body.receipted_seq);
 	/* Signed like an event: a forged heartbeat would hide a cut link. */
 	if (vigie_sign_heartbeat(n->cfg->signing_key, &body, &buf, &len) == 0) {
 		/* QoS 0: a heartbeat is only worth anything when it is fresh.

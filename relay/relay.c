@@ -1381,6 +1381,36 @@ static void persist_node(struct vigie_relay *r, struct sup_node *n)
 			      now_us(r));
 }
 
+/* The node holds receipts for boot `boot_id` up to `seq`, past what this
+ * relay has on record: those records were lost (a database replaced, or
+ * restored from a backup) and what the node was receipted for was stored
+ * then. Without taking its word, receipts could never pass the gap, and the
+ * node would keep all it sends from now on, re-sending it, until its outbox
+ * is full. The word of a verified heartbeat when signatures are checked;
+ * without them, events themselves are taken on the broker's ACL alone. */
+static void catch_up(struct vigie_relay *r, const struct vigie_topic *t,
+		     uint64_t boot_id, uint64_t seq)
+{
+	struct stream *s;
+	uint64_t was;
+
+	if (seq > INT64_MAX || boot_id > INT64_MAX)
+		return;
+	if (vigie__streams_get(&r->streams, t->site, t->node, boot_id, true,
+			       &s) != 0 ||
+	    seq <= s->contig)
+		return;
+	was = s->contig;
+	vigie__stream_advance(s, seq);
+	r->st.caught_up++;
+	vigie_log_warn("%s/%s boot %" PRIu64 ": the node holds receipts up "
+		       "to #%" PRIu64 ", this relay's records stop at #%" PRIu64
+		       ": taken as stored (records lost: a database replaced "
+		       "or restored?); receipting from #%" PRIu64,
+		       t->site, t->node, boot_id, seq, was, s->contig);
+	touch_stream(r, s);
+}
+
 static void ingest_heartbeat(struct vigie_relay *r, const struct vigie_topic *t,
 			     const char *topic,
 			     const Vigie__V1__HeartbeatBody *b,
@@ -1434,6 +1464,8 @@ static void ingest_heartbeat(struct vigie_relay *r, const struct vigie_topic *t,
 	n = vigie__sup_find(&r->sup, t->site, t->node);
 	if (n)
 		persist_node(r, n);
+	if (b->receipted_boot && b->receipted_seq)
+		catch_up(r, t, b->receipted_boot, b->receipted_seq);
 }
 
 static void handle_heartbeat(struct vigie_relay *r, const struct vigie_topic *t,

@@ -100,20 +100,40 @@ enum stream_verdict vigie__stream_check(const struct streams *s,
 	return STREAM_NEW;
 }
 
+/* Drop above[0..drop) and take contig through what follows it without a
+ * hole. */
+static void close_gap(struct stream *st, size_t drop)
+{
+	while (drop < st->n_above && st->above[drop] == st->contig + 1)
+		st->contig = st->above[drop++];
+	if (drop) {
+		memmove(st->above, st->above + drop,
+			(st->n_above - drop) * sizeof(*st->above));
+		st->n_above -= drop;
+	}
+}
+
+bool vigie__stream_advance(struct stream *st, uint64_t seq)
+{
+	size_t drop = 0;
+
+	if (seq <= st->contig)
+		return false;
+	st->contig = seq;
+	while (drop < st->n_above && st->above[drop] <= seq)
+		drop++;
+	close_gap(st, drop);
+	return true;
+}
+
 int vigie__stream_mark(const struct streams *s, struct stream *st, uint64_t seq)
 {
-	size_t i, drop = 0;
+	size_t i;
 
 	if (seq == st->contig + 1) {
 		st->contig = seq;
 		/* Close the gap with what came early. */
-		while (drop < st->n_above && st->above[drop] == st->contig + 1)
-			st->contig = st->above[drop++];
-		if (drop) {
-			memmove(st->above, st->above + drop,
-				(st->n_above - drop) * sizeof(*st->above));
-			st->n_above -= drop;
-		}
+		close_gap(st, 0);
 		return 0;
 	}
 	if (st->n_above >= s->max_above)

@@ -61,4 +61,10 @@ enum stream_verdict vigie__stream_check(const struct streams *s,
 int vigie__stream_mark(const struct streams *s, struct stream *st,
 		       uint64_t seq);
 
+/* vigie__stream_advance: every seq <= `seq` counts as stored, on the node's
+ * word (it holds receipts that far, from records this relay no longer
+ * has); what came early above it closes the gap as marks do. Returns true
+ * if contig moved. */
+bool vigie__stream_advance(struct stream *st, uint64_t seq);
+
 #endif

@@ -42,7 +42,6 @@ Run alone (about 40 s here, the cluster forming in 15-20 s of it):
 
 import json
 import os
-import socket
 import sqlite3
 import sys
 import threading
@@ -51,7 +50,7 @@ import unittest
 
 from vigie_harness import HarnessTestCase, bin_path, wait_for
 from rabbitmq_support import RabbitCluster, rabbitmq_available
-from test_relay_support import Relay, pb, site_conf
+from test_relay_support import NodeSocket, Relay, pb, site_conf
 from test_post import PostProc
 
 SITE = "louvre"
@@ -82,32 +81,6 @@ ZONES = [{"id": "apollo-gallery", "name": "Galerie d'Apollon", "floor": "1", "fa
 
 def report(text):
     print(f"\n    [rabbitmq] {text}", file=sys.stderr, flush=True)
-
-
-class NodeSocket:
-    """The node's event socket: one line in, `OK <boot> <seq>` out."""
-
-    def __init__(self, path, timeout=30.0):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(path)
-        self.buf = b""
-
-    def send(self, line):
-        self.sock.sendall(line.encode() + b"\n")
-        while b"\n" not in self.buf:
-            data = self.sock.recv(4096)
-            if not data:
-                raise AssertionError(f"the node closed its socket after {line!r}")
-            self.buf += data
-        reply, self.buf = self.buf.split(b"\n", 1)
-        words = reply.decode().split()
-        if words[:1] != ["OK"]:
-            raise AssertionError(f"the node refused {line!r}: {reply!r}")
-        return int(words[1]), int(words[2])
-
-    def close(self):
-        self.sock.close()
 
 
 class RabbitMQClusterTest(HarnessTestCase):

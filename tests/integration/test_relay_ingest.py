@@ -11,13 +11,14 @@ on the central) or by a real vigie-node behind a real site broker.
   was published meanwhile, and what it never receipted comes again."""
 
 import os
+import sqlite3
 import threading
 import time
 import unittest
 
 from vigie_harness import HarnessTestCase, bin_path, publish_many, publish_sync, wait_for
-from test_relay_support import (Relay, event, heartbeat, highest_receipt, pb, post_state,
-                                receipts, ack)
+from test_relay_support import (NodeSocket, Relay, event, heartbeat, highest_receipt, pb,
+                                post_state, receipts, ack)
 
 EV = "vigie/v1/site/louvre/node/{}/event"
 
@@ -225,6 +226,59 @@ brokers:
             lines = [l for l in f if l.strip() and not l.startswith("#")]
         self.assertEqual(relay.count("SELECT count(*) FROM events WHERE node='hall-1'"), len(lines))
         wait_for(lambda: "node louvre/hall-1 online" in relay.log(), 5, "the birth seen")
+
+    def test_relay_that_lost_its_database_takes_the_nodes_receipts(self):
+        """The relay's database is lost (replaced by an empty one) while a
+        node runs on: the node's next events come above a gap the relay
+        cannot fill (the node deleted what was receipted). Its heartbeats
+        say how far it was receipted; the relay takes that as stored, so
+        its receipts pass the gap and the node's outbox empties, and only
+        the new events are stored."""
+        site = self.h.start_site("louvre", self.central)
+        relay = Relay(self.h, self.central).start()
+        sock_path = self.h.path("node.sock")
+        outbox = self.h.path("hall-1.db")
+        conf = self.h.path("node.yaml")
+        with open(conf, "w") as f:
+            f.write(f"""site: louvre
+node: hall-1
+outbox: {outbox}
+socket: {sock_path}
+heartbeat_period: 300ms
+reporting_time: 3s
+resend_timeout: 1s
+brokers:
+  primary: {{host: 127.0.0.1, port: {site.port}, username: {site.node_user()}, password: "{site.password(site.node_user())}"{site.tls_yaml()}}}
+""")
+        node = self.h.spawn("node", [bin_path("vigie-node"), "-c", conf])
+        wait_for(lambda: node.check_running() or os.path.exists(sock_path), 20, "the node's socket")
+        s = NodeSocket(sock_path)
+
+        def pending():
+            db = sqlite3.connect(f"file:{outbox}?mode=ro", uri=True, timeout=10)
+            try:
+                return db.execute("SELECT count(*) FROM events").fetchone()[0]
+            finally:
+                db.close()
+
+        first = [s.send(f"kind=test state=test sensor=s{i}") for i in range(3)]
+        boot = first[0][0]
+        wait_for(lambda: pending() == 0, 20, "the first events receipted")
+        relay.kill9()
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(relay.db + suffix):
+                os.remove(relay.db + suffix)
+        relay.start()
+        later = [s.send(f"kind=test state=test sensor=t{i}") for i in range(2)]
+        self.assertEqual([q for _, q in later], [4, 5])
+        wait_for(lambda: pending() == 0, 20,
+                 f"the node's outbox to empty ({pending()} left)")
+        self.assertIn(f"louvre/hall-1 boot {boot}: the node holds receipts up to #3", relay.log())
+        self.assertEqual(relay.count("SELECT count(*) FROM events"), 2)
+        self.assertEqual(relay.count(f"SELECT contig FROM streams WHERE node='hall-1' "
+                                     f"AND boot_id={boot}"), 5)
+        s.close()
+        self.assertTrue(node.alive())
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ The config is written as JSON, which is YAML too."""
 import json
 import os
 import re
+import socket
 import sqlite3
 import subprocess
 import time
@@ -209,3 +210,29 @@ class RelayCommandLineTest(HarnessTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class NodeSocket:
+    """The node's event socket: one line in, `OK <boot> <seq>` out."""
+
+    def __init__(self, path, timeout=30.0):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.buf = b""
+
+    def send(self, line):
+        self.sock.sendall(line.encode() + b"\n")
+        while b"\n" not in self.buf:
+            data = self.sock.recv(4096)
+            if not data:
+                raise AssertionError(f"the node closed its socket after {line!r}")
+            self.buf += data
+        reply, self.buf = self.buf.split(b"\n", 1)
+        words = reply.decode().split()
+        if words[:1] != ["OK"]:
+            raise AssertionError(f"the node refused {line!r}: {reply!r}")
+        return int(words[1]), int(words[2])
+
+    def close(self):
+        self.sock.close()

@@ -259,6 +259,39 @@ static void test_streams_dedupe_and_contig(void **state)
 	vigie__streams_free(&ss);
 }
 
+/* A relay that lost its records of a boot takes the node's receipts: what
+ * came above them since joins, the rest stays a gap. */
+static void test_streams_advance_on_receipts(void **state)
+{
+	struct streams ss;
+	struct stream *s;
+
+	(void)state;
+	vigie__streams_init(&ss, 10, 16);
+	assert_int_equal(vigie__streams_get(&ss, "louvre", "n1", 7, true, &s),
+			 0);
+	/* Re-sent after the loss: 501..503 and 506. */
+	for (uint64_t q = 501; q <= 503; q++)
+		assert_int_equal(vigie__stream_mark(&ss, s, q), 0);
+	assert_int_equal(vigie__stream_mark(&ss, s, 506), 0);
+	assert_int_equal(s->contig, 0);
+	/* Older news than what is on record changes nothing. */
+	assert_false(vigie__stream_advance(s, 0));
+	/* The node holds receipts up to 500. */
+	assert_true(vigie__stream_advance(s, 500));
+	assert_int_equal(s->contig, 503);
+	assert_int_equal(s->n_above, 1);
+	assert_int_equal(s->above[0], 506);
+	assert_int_equal(vigie__stream_check(&ss, s, 400), STREAM_DUP);
+	assert_int_equal(vigie__stream_check(&ss, s, 504), STREAM_NEW);
+	assert_false(vigie__stream_advance(s, 503));
+	/* Past what came early: it is covered too. */
+	assert_true(vigie__stream_advance(s, 507));
+	assert_int_equal(s->contig, 507);
+	assert_int_equal(s->n_above, 0);
+	vigie__streams_free(&ss);
+}
+
 static void test_streams_capped(void **state)
 {
 	struct streams ss;
@@ -286,6 +319,7 @@ int main(void)
 		T(test_posts),
 		T(test_marked_lost_reports_return),
 		cmocka_unit_test(test_streams_dedupe_and_contig),
+		cmocka_unit_test(test_streams_advance_on_receipts),
 		cmocka_unit_test(test_streams_capped),
 	};
 #undef T
