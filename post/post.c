@@ -350,7 +350,10 @@ static void on_message(struct vigie_mqtt *m, void *ud, const char *topic,
 	}
 	if (vigie_topic_parse(topic, &t) == 0 &&
 	    t.type == VIGIE_TOPIC_INCIDENT) {
-		handle_incident(p, topic, payload, len);
+		/* Empty: the relay cleared a long-closed incident's retained
+		 * state; what this console shows of it is already closed. */
+		if (len)
+			handle_incident(p, topic, payload, len);
 		return;
 	}
 	vigie_log_debug("message on an unexpected topic (%zu bytes) ignored",

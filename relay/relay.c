@@ -37,6 +37,7 @@
 #include "vigie/log.h"
 
 #define TICK_MS              100
+#define CLEAR_PER_TICK       20 /* retained closed incidents cleared */
 #define STATS_INTERVAL_MS    60000
 #define MAX_STREAMS          2000000
 #define MAX_ABOVE            65536 /* out-of-order seqs kept per boot */
@@ -148,6 +149,11 @@ struct relay_link {
 	bool up;
 };
 
+struct to_clear {
+	uint64_t due_us;
+	char id[VIGIE_ID_MAX + 1];
+};
+
 struct vigie_relay {
 	uv_loop_t *loop;
 	const struct relay_config *cfg;
@@ -170,6 +176,11 @@ struct vigie_relay {
 	struct verifier *verifier;
 	struct replay_guard replay;
 	struct patrelay *patterns; /* pattern tracker; NULL: no rules */
+
+	/* Closed incidents whose retained message is still on the brokers, in
+	 * the order they closed: cleared retain_closed after. */
+	struct to_clear *clear_q;
+	size_t clear_head, clear_len, clear_cap;
 
 	/* streams touched since the open batch began: receipts at its commit */
 	struct stream **touched;
@@ -416,7 +427,8 @@ static void emit(struct vigie_relay *r, enum effect_kind kind,
 	fx->retain = retain;
 	snprintf(fx->topic, sizeof(fx->topic), "%s", topic);
 	fx->len = len;
-	memcpy(fx->payload, payload, len);
+	if (len) /* an empty retained message clears the topic */
+		memcpy(fx->payload, payload, len);
 	free(payload);
 	if (vigie__store_defer(r->store, effect_cb, fx)) {
 		vigie_log_error("cannot queue %s", topic);
@@ -614,6 +626,65 @@ static int persist_dispatch(struct vigie_relay *r, const struct incident *inc,
 
 /* Store the incident's row and publish its retained state, both after
  * whatever is queued before (the event that changed it). */
+/* ---- retained state of closed incidents ---- */
+
+/* A closed incident's retained message goes retain_closed after it closed:
+ * a dashboard that subscribes then gets today's picture, not every
+ * incident the museum ever had (the database keeps them all). Out of
+ * memory, it stays until the next start loads it again. */
+static void queue_clear(struct vigie_relay *r, const char *id,
+			uint64_t closed_us)
+{
+	struct to_clear *c;
+
+	if (!r->cfg->retain_closed_ms)
+		return;
+	if (r->clear_head + r->clear_len == r->clear_cap) {
+		if (r->clear_head > r->clear_cap / 2) {
+			memmove(r->clear_q, r->clear_q + r->clear_head,
+				r->clear_len * sizeof(*r->clear_q));
+			r->clear_head = 0;
+		} else {
+			size_t cap = r->clear_cap ? r->clear_cap * 2 : 64;
+			struct to_clear *q =
+				realloc(r->clear_q, cap * sizeof(*q));
+
+			if (!q)
+				return;
+			r->clear_q = q;
+			r->clear_cap = cap;
+		}
+	}
+	c = &r->clear_q[r->clear_head + r->clear_len++];
+	c->due_us = closed_us + r->cfg->retain_closed_ms * 1000;
+	snprintf(c->id, sizeof(c->id), "%s", id);
+}
+
+/* Only while every central broker is connected: a broker that missed the
+ * empty message would keep the incident for good. A few a tick, so that a
+ * first start over years of closed incidents does not flood the brokers. */
+static void clear_closed(struct vigie_relay *r, uint64_t now)
+{
+	for (size_t i = 0; i < r->n_links; i++)
+		if (!r->links[i].up)
+			return;
+	for (unsigned n = 0; r->clear_len && n < CLEAR_PER_TICK; n++) {
+		struct to_clear *c = &r->clear_q[r->clear_head];
+		char topic[VIGIE_TOPIC_MAX];
+
+		if (c->due_us > now)
+			break;
+		if (vigie__store_put_cleared(r->store, c->id) == 0 &&
+		    vigie_topic_build(topic, sizeof(topic),
+				      VIGIE_TOPIC_INCIDENT, c->id, NULL) == 0)
+			emit(r, FX_INCIDENT, topic, NULL, 0, 1, true);
+		r->clear_head++;
+		r->clear_len--;
+	}
+	if (!r->clear_len)
+		r->clear_head = 0;
+}
+
 static void persist_incident(struct vigie_relay *r, struct incident *inc)
 {
 	const struct relay_site *site =
@@ -662,6 +733,8 @@ static void persist_incident(struct vigie_relay *r, struct incident *inc)
 	} else if (vigie_topic_build(topic, sizeof(topic), VIGIE_TOPIC_INCIDENT,
 				     inc->id, NULL) == 0) {
 		emit(r, FX_INCIDENT, topic, buf, len, 1, true);
+		if (inc->state == I(CLOSED))
+			queue_clear(r, inc->id, inc->closed_us);
 	} else {
 		free(buf);
 	}
@@ -2296,6 +2369,7 @@ static void tick_cb(uv_timer_t *t)
 			vigie__inc_schedule(&r->inc, inc);
 	}
 	vigie__patrelay_tick(r->patterns); /* patterns: re-sends */
+	clear_closed(r, now);
 	pos = 0;
 	for (h = vigie__hmap_first(&r->sites, &pos); h;
 	     h = vigie__hmap_next(&r->sites, h, &pos)) {
@@ -2468,6 +2542,13 @@ static void pattern_emit(void *ud, enum patrelay_emit kind, const char *topic,
 	     : kind == PATRELAY_ALERT  ? FX_ALERT
 				       : FX_INCIDENT,
 	     topic, payload, len, 1, retain);
+}
+
+static void load_closed(void *ud, const char *id, uint64_t closed_us)
+{
+	struct loader_ctx *lc = ud;
+
+	queue_clear(lc->r, id, closed_us);
 }
 
 static void load_pattern_row(void *ud, const char *ns, const char *key,
@@ -2690,6 +2771,7 @@ int vigie__relay_open(uv_loop_t *loop, const struct relay_config *cfg,
 	sl.escalation = load_escalation;
 	sl.dispatch = load_dispatch;
 	sl.id = load_id;
+	sl.closed = load_closed;
 	sl.pattern = load_pattern_row; /* patterns */
 	sl.ud = &lc;
 	rc = vigie__store_load(r->store, &sl);
@@ -2831,6 +2913,7 @@ static void free_all(struct vigie_relay *r)
 	vigie__streams_free(&r->streams);
 	vigie__replay_free(&r->replay);
 	free(r->touched);
+	free(r->clear_q);
 	free(r->post_ladders);
 }
 

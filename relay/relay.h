@@ -124,6 +124,7 @@ struct relay_config {
 		incident_window_ms; /* an alarm joins an incident this recent */
 	uint64_t confirm_window_ms; /* second detector within this: confirmed */
 	uint64_t close_after_ms;    /* acked and quiet this long: closed */
+	uint64_t retain_closed_ms;  /* closed: retained state kept (0: ever) */
 	uint64_t resend_ms;         /* unacked dispatch re-sent after this... */
 	uint64_t resend_max_ms;     /* ...doubling up to this */
 	uint64_t status_interval_ms; /* SiteStatus at most this often */

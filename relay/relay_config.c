@@ -18,6 +18,7 @@ static const char *const top_keys[] = {"id",
 				       "incident_window",
 				       "confirmation_window",
 				       "close_after",
+				       "retain_closed",
 				       "dispatch_resend",
 				       "dispatch_resend_max",
 				       "status_interval",
@@ -446,6 +447,9 @@ static int load_top(struct vigie_conf *c, const struct vigie_conf_node *root,
 				  &cfg->confirm_window_ms);
 	rc |= vigie_conf_duration(c, root, "close_after", 0, 86400000 * 7ull,
 				  VIGIE_CONF_OPTIONAL, &cfg->close_after_ms);
+	rc |= vigie_conf_duration(c, root, "retain_closed", 0,
+				  86400000 * 366ull, VIGIE_CONF_OPTIONAL,
+				  &cfg->retain_closed_ms);
 	rc |= vigie_conf_duration(c, root, "dispatch_resend", 100, 3600000,
 				  VIGIE_CONF_OPTIONAL, &cfg->resend_ms);
 	rc |= vigie_conf_duration(c, root, "dispatch_resend_max", 100, 3600000,
@@ -650,6 +654,7 @@ int vigie__relayconf_load(const char *path, struct relay_config *cfg, char *err,
 	cfg->incident_window_ms = 30 * 60000;
 	cfg->confirm_window_ms = 30 * 60000;
 	cfg->close_after_ms = 10 * 60000;
+	cfg->retain_closed_ms = 86400000;
 	cfg->resend_ms = 5000;
 	cfg->resend_max_ms = 30000;
 	cfg->status_interval_ms = 1000;

@@ -101,6 +101,9 @@ static const char schema_sql[] =
 	"CREATE TABLE IF NOT EXISTS pattern_state ("
 	" ns TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL,"
 	" data BLOB NOT NULL, PRIMARY KEY (ns, key)) WITHOUT ROWID;"
+	/* Closed incidents whose retained message was cleared. */
+	"CREATE TABLE IF NOT EXISTS cleared ("
+	" id TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID;"
 	"PRAGMA user_version = 1;";
 
 enum stmt_id {
@@ -112,6 +115,7 @@ enum stmt_id {
 	S_DISPATCH,
 	S_ACK,
 	S_AUDIT,
+	S_CLEARED,
 	S_PATTERN_PUT,
 	S_PATTERN_DEL,
 	S_COUNT,
@@ -143,6 +147,7 @@ static const char *const stmt_sql[S_COUNT] = {
 		  " ?8)",
 	[S_AUDIT] = "INSERT INTO audit (time_us, incident, what, who, detail)"
 		    " VALUES (?1, ?2, ?3, ?4, ?5)",
+	[S_CLEARED] = "INSERT OR IGNORE INTO cleared (id) VALUES (?1)",
 	[S_PATTERN_PUT] = "INSERT OR REPLACE INTO pattern_state (ns, key, seq,"
 			  " data) VALUES (?1, ?2, ?3, ?4)",
 	[S_PATTERN_DEL] = "DELETE FROM pattern_state WHERE ns = ?1 AND"
@@ -510,6 +515,13 @@ int vigie__store_audit(struct relay_store *st, uint64_t time_us,
 			   vtext(who), vtext(detail)};
 
 	return put(st, S_AUDIT, v, 5);
+}
+
+int vigie__store_put_cleared(struct relay_store *st, const char *id)
+{
+	struct val v[1] = {vtext(id)};
+
+	return put(st, S_CLEARED, v, 1);
 }
 
 int vigie__store_put_pattern(struct relay_store *st, const char *ns,
@@ -1227,6 +1239,11 @@ static void row_dispatch(sqlite3_stmt *s, const struct store_loader *l)
 	l->dispatch(l->ud, &d);
 }
 
+static void row_closed(sqlite3_stmt *s, const struct store_loader *l)
+{
+	l->closed(l->ud, col_text(s, 0), col_u64(s, 1));
+}
+
 static void row_pattern(sqlite3_stmt *s, const struct store_loader *l)
 {
 	if (l->pattern)
@@ -1296,6 +1313,13 @@ int vigie__store_load(struct relay_store *st, const struct store_loader *l)
 			" JOIN incidents i ON i.id = d.incident"
 			" WHERE i.state != 4",
 			row_dispatch, l);
+	if (rc == 0 && l->closed)
+		rc = each_row(st,
+			      "SELECT i.id, i.closed_us FROM incidents i"
+			      " WHERE i.state = 4 AND NOT EXISTS (SELECT 1"
+			      " FROM cleared c WHERE c.id = i.id)"
+			      " ORDER BY i.closed_us, i.id",
+			      row_closed, l);
 	if (rc == 0 && l->pattern)
 		rc = each_row(st,
 			      "SELECT ns, key, seq, data FROM pattern_state"

@@ -117,6 +117,10 @@ int vigie__store_audit(struct relay_store *st, uint64_t time_us,
 		       const char *incident, const char *what, const char *who,
 		       const char *detail);
 
+/* vigie__store_put_cleared: the retained message of closed incident `id`
+ * is cleared (published empty after this batch commits). */
+int vigie__store_put_cleared(struct relay_store *st, const char *id);
+
 /* The pattern tracker's state: opaque rows keyed by (ns, key), loaded in
  * `seq` order within each namespace. */
 int vigie__store_put_pattern(struct relay_store *st, const char *ns,
@@ -158,6 +162,9 @@ struct store_loader {
 	void (*dispatch)(void *ud, const struct store_dispatch *d);
 	/* the latest id of each prefix, closed incidents included */
 	void (*id)(void *ud, const char *prefix, uint64_t sec, uint32_t k);
+	/* a closed incident whose retained message is not cleared yet, in
+	 * the order they closed */
+	void (*closed)(void *ud, const char *id, uint64_t closed_us);
 	/* a row of the pattern tracker's state */
 	void (*pattern)(void *ud, const char *ns, const char *key, uint64_t seq,
 			const void *data, size_t len);

@@ -4,6 +4,7 @@ police posts, acknowledgements, durable state and the audit log.
 Posts are played by MQTT clients as the generated post-<post> users (or by
 a small process with a real LWT, killed with -9)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -291,6 +292,56 @@ class EscalationTest(HarnessTestCase):
         wait_for(lambda: p.SiteStatus.FromString(
             self.watch.received("vigie/v1/status/louvre")[-1].payload).state == p.SITE_NORMAL,
             4, "site status NORMAL")
+
+    def test_closed_incidents_leave_the_broker_after_retain_closed(self):
+        """A closed incident's retained state is cleared (an empty retained
+        message) retain_closed after it closed, so a dashboard loads today's
+        picture, not every incident ever; the database keeps them all. One
+        closed before a restart is cleared by the next run, from the
+        database."""
+        p = pb()
+
+        def cleared(inc_id):
+            return any(not m.payload for m in self.watch.received(f"vigie/v1/incident/{inc_id}"))
+
+        def trouble(camera):
+            before = set(incidents(self.watch))
+            self.alarm(p.KIND_CAMERA_MOVED, camera, state=p.STATE_TROUBLE)
+            new = wait_for(lambda: set(incidents(self.watch)) - before, 5, "a new incident")
+            inc_id = new.pop()
+            self.alarm(p.KIND_CAMERA_MOVED, camera, state=p.STATE_RESTORE)
+            wait_for(lambda: incidents(self.watch)[inc_id].state == p.INCIDENT_CLOSED, 5,
+                     f"{inc_id} closed")
+            return inc_id
+
+        relay = self.relay(retain_closed="1h").start()
+        first = trouble("cam-apollo-west")
+        self.assertEqual(relay.stop(), 0)
+        self.assertFalse(cleared(first))
+        self.assertEqual(relay.count("SELECT count(*) FROM cleared"), 0)
+        # Started again with a shorter retain_closed, which the closed
+        # incident (loaded from the database) is past.
+        with open(relay.conf) as f:
+            cfg = json.load(f)
+        cfg["retain_closed"] = "1s"
+        with open(relay.conf, "w") as f:
+            json.dump(cfg, f)
+        relay.start()
+        wait_for(lambda: cleared(first), 10, f"{first}'s retained state cleared")
+        # Closed while the relay runs: cleared a second later.
+        second = trouble("cam-apollo-east")
+        wait_for(lambda: cleared(second), 10, f"{second}'s retained state cleared")
+        self.assertEqual(relay.count(f"SELECT count(*) FROM cleared WHERE id IN "
+                                     f"('{first}', '{second}')"), 2)
+        self.assertEqual(relay.count("SELECT count(*) FROM incidents WHERE state = 4"), 2)
+        # A dashboard subscribing now gets neither; a marker published after
+        # its subscription comes after anything retained would have.
+        late = self.h.subscriber(self.central, "dashboard", ["vigie/v1/incident/+"])
+        marker = self.h.client(self.central, "relay")
+        publish_sync(marker, "vigie/v1/incident/marker", b"m")
+        wait_for(lambda: late.received("vigie/v1/incident/marker"), 5, "the marker")
+        self.assertEqual([m.topic for m in late.received("vigie/v1/incident/+")],
+                         ["vigie/v1/incident/marker"])
 
 
 if __name__ == "__main__":
