@@ -369,6 +369,15 @@ class InventoryTest(unittest.TestCase):
             self.assertIn(f"broker-{m}-data", doc["volumes"])
         for v in ("relay-db", "broker-central-data", "secrets"):
             self.assertIn(v, doc["volumes"])
+        # All the passwords in one volume, mounted by secrets-init alone;
+        # every other container mounts its own secrets volume, nothing more.
+        for name, svc in s.items():
+            secret_mounts = [v for v in svc.get("volumes", []) if v.startswith("secrets")]
+            if name == "secrets-init":
+                self.assertIn("secrets:/var/lib/vigie/secrets", secret_mounts)
+                self.assertEqual(len(secret_mounts), len(s))
+            else:
+                self.assertEqual(secret_mounts, [f"secrets-{name}:/var/lib/vigie/secrets:ro"], name)
         for name, svc in s.items():
             if name != "secrets-init":
                 self.assertIn("healthcheck", svc, name)
@@ -429,15 +438,23 @@ class InventoryTest(unittest.TestCase):
             mount -t tmpfs tmpfs /run/vigie
             mount -t tmpfs tmpfs /var/lib/vigie
             chmod 1777 /run/vigie
-            mkdir -p /run/vigie/services /var/lib/vigie/secrets
+            mkdir -p /run/vigie/services /var/lib/vigie/secrets /var/lib/vigie/grants
             # As compose's bind mount: the container sees only its folder.
             mount --bind {out}/services /run/vigie/services
             chown -R {CONTAINER_UID}:{CONTAINER_UID} /var/lib/vigie
             as() {{ setpriv --reuid={CONTAINER_UID} --regid={CONTAINER_UID} --clear-groups "$@"; }}
             d={SOURCE}/docker
             svc=/run/vigie/services
-            sec=/var/lib/vigie/secrets
-            as $d/bin/vigie-secrets-init $d/config/brokers $sec
+            all=/var/lib/vigie/secrets
+            g=/var/lib/vigie/grants
+            as $d/bin/vigie-secrets-init $d/config/brokers $all $d/config/secrets-grants $g
+            # Each container reads its own grants only (its secrets volume).
+            [ "$(cd $g/relay && find . -type f | sort)" = "./central/relay.pw" ]
+            [ "$(cd $g/node-louvre-apollo-1 && find . -type f | sort | tr '\n' ' ')" = \
+              "./central/node-louvre-direct.pw ./louvre/node.pw " ]
+            [ ! -e $g/broker-louvre/central/relay.pw ] && [ -s $g/broker-louvre/central/bridge-louvre.pw ]
+            [ ! -e $g/broker-louvre/orsay ] && [ -s $g/broker-central/central/relay.pw ]
+            echo "grants ok"
             pids=""
             trap 'kill $pids 2>/dev/null || true; wait' EXIT
             for b in central louvre; do
@@ -452,11 +469,11 @@ class InventoryTest(unittest.TestCase):
               # Not through as(): $! must be the broker's own pid chain.
               setpriv --reuid={CONTAINER_UID} --regid={CONTAINER_UID} --clear-groups \\
                 env {preload} VIGIE_BROKER_RUN=/run/vigie/broker-$b timeout 60 \\
-                $d/bin/vigie-broker-start /run/vigie/conf-$b $sec >/run/vigie/$b.log 2>&1 &
+                $d/bin/vigie-broker-start /run/vigie/conf-$b $g/broker-$b >/run/vigie/$b.log 2>&1 &
               pids="$pids $!"
             done
-            relay_pw=$(cat $sec/central/relay.pw)
-            node_pw=$(cat $sec/louvre/node.pw)
+            relay_pw=$(cat $g/relay/central/relay.pw)
+            node_pw=$(cat $g/node-louvre-apollo-1/louvre/node.pw)
             ok=0
             for _ in $(seq 100); do
               if as timeout 5 mosquitto_pub --cafile $svc/relay/ca.crt --cert $svc/relay/client.crt \\
@@ -498,13 +515,13 @@ class InventoryTest(unittest.TestCase):
             done
             grep -qx over-tls /run/vigie/got || {{ echo "nothing crossed the bridge";
               cat /run/vigie/louvre.log /run/vigie/central.log; exit 1; }}
-            grep -q "^remote_password $(cat $sec/central/bridge-louvre.pw)\$" /run/vigie/broker-louvre/mosquitto.conf
+            grep -q "^remote_password $(cat $all/central/bridge-louvre.pw)\$" /run/vigie/broker-louvre/mosquitto.conf
             ! grep -q '@SECRET' /run/vigie/broker-louvre/mosquitto.conf
             echo "bridge over TLS ok"
             """)
         r = run(["unshare", "-m", "-n", "--propagation", "private", "bash", "-c", script])
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        for what in ("broker central ok", "refusals ok", "bridge over TLS ok"):
+        for what in ("grants ok", "broker central ok", "refusals ok", "bridge over TLS ok"):
             self.assertIn(what, r.stdout)
 
 
