@@ -35,6 +35,8 @@ struct conn {
 struct sub {
 	char *pattern;
 	int qos;
+	int mid;      /* of the SUBSCRIBE in flight, 0: none */
+	bool refused; /* the broker's last SUBACK refused it */
 };
 
 /* Probe of a host before a blocking connect; see connect_now(). */
@@ -601,10 +603,56 @@ static void on_connect(struct mosquitto *mosq, void *ud, int rc, int flags,
 		       m->host, m->port, m->proto_try == 5 ? "5" : "3.1.1",
 		       (flags & 1) ? ", session resumed" : "");
 	for (size_t i = 0; i < m->n_subs; i++)
-		mosquitto_subscribe(m->mosq, NULL, m->subs[i].pattern,
-				    m->subs[i].qos);
+		mosquitto_subscribe(m->mosq, &m->subs[i].mid,
+				    m->subs[i].pattern, m->subs[i].qos);
 	if (m->cb.on_connect)
 		m->cb.on_connect(m, m->ud, (flags & 1) != 0);
+}
+
+/* A SUBACK: a refused subscription (the broker's ACL, mostly) would be
+ * silence on that pattern for as long as the process runs, and silence
+ * must never look like calm: say it loudly, once per refusal. MQTT 3.1.1
+ * says 0x80, MQTT 5 a reason code >= 0x80 (0x87: not authorised). */
+static void on_subscribe(struct mosquitto *mosq, void *ud, int mid,
+			 int qos_count, const int *granted,
+			 const mosquitto_property *props)
+{
+	struct vigie_mqtt *m = ud;
+
+	(void)mosq;
+	(void)props;
+	for (size_t i = 0; i < m->n_subs; i++) {
+		struct sub *s = &m->subs[i];
+
+		if (s->mid != mid)
+			continue;
+		s->mid = 0;
+		if (qos_count < 1 || granted[0] >= 0x80) {
+			if (!s->refused)
+				vigie_log_error(
+					"mqtt %s: the broker refused our "
+					"subscription to %s (code 0x%02x%s): "
+					"nothing will arrive on it",
+					m->name, s->pattern,
+					qos_count < 1 ? 0 : granted[0],
+					qos_count >= 1 && granted[0] == 0x87
+						? ", not authorised: its ACL?"
+						: "");
+			s->refused = true;
+		} else {
+			if (s->refused)
+				vigie_log_info("mqtt %s: subscription to %s "
+					       "granted now",
+					       m->name, s->pattern);
+			else if (granted[0] < s->qos)
+				vigie_log_warn("mqtt %s: subscription to %s "
+					       "granted at QoS %d, not %d",
+					       m->name, s->pattern, granted[0],
+					       s->qos);
+			s->refused = false;
+		}
+		return;
+	}
 }
 
 static void on_disconnect(struct mosquitto *mosq, void *ud, int rc,
@@ -705,6 +753,7 @@ static int setup(struct vigie_mqtt *m, const struct vigie_mqtt_options *o)
 	mosquitto_disconnect_v5_callback_set(m->mosq, on_disconnect);
 	mosquitto_message_v5_callback_set(m->mosq, on_message);
 	mosquitto_publish_v5_callback_set(m->mosq, on_publish);
+	mosquitto_subscribe_v5_callback_set(m->mosq, on_subscribe);
 	mosquitto_log_callback_set(m->mosq, on_log);
 	if (m->username) {
 		rc = mosquitto_username_pw_set(m->mosq, m->username,
@@ -838,10 +887,13 @@ int vigie_mqtt_subscribe(struct vigie_mqtt *m, const char *pattern, int qos)
 	if (!subs[m->n_subs].pattern)
 		return VIGIE_ENOMEM;
 	subs[m->n_subs].qos = qos;
+	subs[m->n_subs].mid = 0;
+	subs[m->n_subs].refused = false;
 	m->n_subs++;
 	if (m->state != ST_CONNECTED)
 		return 0;
-	rc = mosquitto_subscribe(m->mosq, NULL, pattern, qos);
+	rc = mosquitto_subscribe(m->mosq, &subs[m->n_subs - 1].mid, pattern,
+				 qos);
 	update_poll(m);
 	return translate(rc);
 }
@@ -996,4 +1048,13 @@ void vigie_mqtt_lib_init(void)
 void vigie_mqtt_lib_cleanup(void)
 {
 	mosquitto_lib_cleanup();
+}
+
+size_t vigie_mqtt_refused_subscriptions(const struct vigie_mqtt *m)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < m->n_subs; i++)
+		n += m->subs[i].refused;
+	return n;
 }

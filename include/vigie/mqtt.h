@@ -94,6 +94,11 @@ int vigie_mqtt_start(struct vigie_mqtt *m);
  * Returns 0 or VIGIE_E*. */
 int vigie_mqtt_subscribe(struct vigie_mqtt *m, const char *pattern, int qos);
 
+/* vigie_mqtt_refused_subscriptions: how many remembered subscriptions the
+ * broker's last SUBACK for them refused (each refusal is logged as an
+ * error when it comes). */
+size_t vigie_mqtt_refused_subscriptions(const struct vigie_mqtt *m);
+
 /* vigie_mqtt_unsubscribe: forget `pattern` (no longer subscribed at
  * reconnects) and, if connected, send an UNSUBSCRIBE for it now. Also for
  * a pattern never given to vigie_mqtt_subscribe: a persistent session may

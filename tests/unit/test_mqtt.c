@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -546,6 +547,78 @@ static void test_falls_back_to_311(void **state)
 	x->closed = 0;
 }
 
+#define DYNSEC "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
+
+static bool a_refused_one(struct ctx *x)
+{
+	return vigie_mqtt_refused_subscriptions(x->a.m) == 1;
+}
+
+static bool a_got_one(struct ctx *x)
+{
+	return x->a.messages >= 1;
+}
+
+/* A broker that refuses a subscription (here Mosquitto's dynamic security
+ * plugin: SUBACK 0x87, not authorised) is told apart from one that grants
+ * it, and the granted one still works. */
+static void test_refused_subscription_is_counted(void **state)
+{
+	struct ctx *x = *state;
+	char path[160];
+	FILE *f;
+
+	if (access(DYNSEC, R_OK) != 0) {
+		fprintf(stderr,
+			"%s is missing (Debian's mosquitto package "
+			"ships it on amd64)\n",
+			DYNSEC);
+		skip();
+	}
+	test_broker_kill(&x->broker, SIGTERM);
+	snprintf(path, sizeof(path), "%s/dynsec.json", x->broker.dir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("{\"defaultACLAccess\": {\"publishClientSend\": false,"
+	      " \"publishClientReceive\": true, \"subscribe\": false,"
+	      " \"unsubscribe\": true}, \"clients\": [],"
+	      " \"groups\": [{\"groupname\": \"anon\","
+	      " \"roles\": [{\"rolename\": \"r\"}]}],"
+	      " \"anonymousGroup\": \"anon\","
+	      " \"roles\": [{\"rolename\": \"r\", \"acls\": ["
+	      "{\"acltype\": \"subscribePattern\", \"topic\": \"t/#\","
+	      " \"allow\": true},"
+	      " {\"acltype\": \"publishClientSend\", \"topic\": \"t/#\","
+	      " \"allow\": true}]}]}\n",
+	      f);
+	fclose(f);
+	f = fopen(x->broker.conf, "a");
+	assert_non_null(f);
+	fprintf(f, "plugin %s\nplugin_opt_config_file %s\n", DYNSEC, path);
+	fclose(f);
+	assert_int_equal(test_broker_restart(&x->broker), 0);
+	open_client(x, &x->a, "refused", true, 0);
+	assert_int_equal(vigie_mqtt_subscribe(x->a.m, "secret/#", 1), 0);
+	assert_int_equal(vigie_mqtt_subscribe(x->a.m, "t/#", 1), 0);
+	assert_true(run_until(x, a_refused_one, 5000));
+	assert_int_equal(
+		vigie_mqtt_publish(x->a.m, "t/1", "granted", 7, 1, false, NULL),
+		0);
+	assert_true(run_until(x, a_got_one, 3000));
+	assert_string_equal(x->a.last_topic, "t/1");
+	/* Refused again after a reconnect: still one, not two. */
+	test_broker_kill(&x->broker, SIGKILL);
+	assert_true(run_until(x, a_down, 5000));
+	assert_int_equal(test_broker_restart(&x->broker), 0);
+	x->a.messages = 0;
+	assert_true(run_until(x, a_up, 5000));
+	assert_int_equal(
+		vigie_mqtt_publish(x->a.m, "t/2", "again", 5, 1, false, NULL),
+		0);
+	assert_true(run_until(x, a_got_one, 5000));
+	assert_int_equal(vigie_mqtt_refused_subscriptions(x->a.m), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -559,6 +632,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(
 			test_close_from_callback_is_clean, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_refused_subscription_is_counted, setup, teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
