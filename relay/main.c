@@ -25,6 +25,12 @@ static const char usage[] =
 	"incidents\n"
 	"       vigie-relay patterns (-c FILE | --db PATH)     active pattern "
 	"alerts, explained\n"
+	"       vigie-relay backup (-c FILE | --db PATH) OUT   a checked copy "
+	"of the\n"
+	"                                                      database, "
+	"taken while\n"
+	"                                                      the relay "
+	"runs\n"
 	"options:\n"
 	"  -c, --config FILE      relay configuration (YAML)\n"
 	"      --db PATH          the relay's database (instead of -c)\n"
@@ -264,6 +270,23 @@ int main(int argc, char **argv)
 		if (!db)
 			vigie__relayconf_free(&cfg);
 		return rc ? 1 : 0;
+	}
+	if (strcmp(cmd, "backup") == 0) {
+		if (optind + 1 != argc) {
+			fprintf(stderr,
+				"vigie-relay: backup needs OUT, the "
+				"file to write\n%s",
+				usage);
+			return EXIT_USAGE;
+		}
+		memset(&cfg, 0, sizeof(cfg));
+		rc = db_path(config, db, &cfg, &path);
+		if (rc)
+			return rc;
+		rc = vigie__relay_backup(path, argv[optind], stdout);
+		if (!db)
+			vigie__relayconf_free(&cfg);
+		return rc == VIGIE_EINVAL ? EXIT_USAGE : rc ? 1 : 0;
 	}
 	if (strcmp(cmd, "audit") == 0 || strcmp(cmd, "incidents") == 0) {
 		bool is_audit = cmd[0] == 'a';

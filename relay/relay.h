@@ -242,6 +242,10 @@ void vigie__relay_close(struct vigie_relay *r, void (*cb)(void *arg),
 /* vigie__audit_print: an incident's history from the database at `path`
  * (the relay may be running). Returns 0, VIGIE_ENOTFOUND or VIGIE_EIO. */
 int vigie__audit_print(const char *path, const char *incident, FILE *out);
+/* vigie__relay_backup: a checked, online copy of the database at `path` to
+ * `out` (never overwritten), one line on `report`. Returns 0, VIGIE_EINVAL
+ * (out exists, not a relay database) or VIGIE_EIO; errors on stderr. */
+int vigie__relay_backup(const char *path, const char *out, FILE *report);
 /* vigie__incidents_print: incidents, open ones only unless `all`. */
 int vigie__incidents_print(const char *path, bool all, FILE *out);
 

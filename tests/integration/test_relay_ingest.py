@@ -11,7 +11,9 @@ on the central) or by a real vigie-node behind a real site broker.
   was published meanwhile, and what it never receipted comes again."""
 
 import os
+import shutil
 import sqlite3
+import subprocess
 import threading
 import time
 import unittest
@@ -279,6 +281,73 @@ brokers:
                                      f"AND boot_id={boot}"), 5)
         s.close()
         self.assertTrue(node.alive())
+
+    def test_backup_while_running_then_restore(self):
+        """`vigie-relay backup` copies the database while the relay runs and
+        events keep coming: one checked, self-contained file, never written
+        over an existing one, refused for a database that is not a relay's.
+        Put back in place of a lost database, the relay starts from it and
+        catches up on the node's receipts."""
+        relay = Relay(self.h, self.central).start()
+        sub = self.receipt_sub()
+        n = self.node()
+        publish_many(n, [(EV.format("n1"), event("louvre", "n1", 42, s)) for s in range(1, 201)])
+        self.wait_receipt(sub, "n1", 42, 200)
+        out = self.h.path("backup.db")
+        more = threading.Thread(target=publish_many, daemon=True, args=(
+            n, [(EV.format("n1"), event("louvre", "n1", 42, s)) for s in range(201, 2001)]))
+        more.start()
+        r = subprocess.run([bin_path("vigie-relay"), "backup", "--db", relay.db, out],
+                           capture_output=True, text=True, timeout=60)
+        more.join(60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertRegex(r.stdout, r"^backup of .* to .*: \d+ event\(s\), \d+ incident\(s\), "
+                                   r"checked\n$")
+        self.assertFalse(os.path.exists(out + "-wal") or os.path.exists(out + ".partial"))
+        db = sqlite3.connect(f"file:{out}?mode=ro", uri=True)
+        try:
+            self.assertEqual(db.execute("PRAGMA quick_check").fetchone()[0], "ok")
+            self.assertEqual(db.execute("PRAGMA journal_mode").fetchone()[0], "delete")
+            copied = db.execute("SELECT count(*) FROM events").fetchone()[0]
+            contig = db.execute("SELECT contig FROM streams WHERE node='n1' AND boot_id=42"
+                                ).fetchone()[0]
+            # One transaction's view: everything up to its contig is in it.
+            self.assertGreaterEqual(copied, 200)
+            self.assertEqual(db.execute("SELECT count(*) FROM events WHERE node='n1' "
+                                        "AND boot_id=42 AND seq <= ?", (contig,)).fetchone()[0],
+                             contig)
+        finally:
+            db.close()
+        size = os.path.getsize(out)
+        r = subprocess.run([bin_path("vigie-relay"), "backup", "--db", relay.db, out],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("exists: refusing to overwrite", r.stderr)
+        self.assertEqual(os.path.getsize(out), size)
+        other = self.h.path("other.db")
+        sqlite3.connect(other).execute("CREATE TABLE x (a)").connection.commit()
+        r = subprocess.run([bin_path("vigie-relay"), "backup", "--db", other,
+                            self.h.path("other-copy.db")], capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("is not a relay database", r.stderr)
+        self.assertFalse(os.path.exists(self.h.path("other-copy.db")))
+        # The database is lost; the copy goes in its place.
+        self.wait_receipt(sub, "n1", 42, 2000)
+        relay.kill9()
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(relay.db + suffix):
+                os.remove(relay.db + suffix)
+        shutil.copy(out, relay.db)
+        relay.start()
+        self.assertEqual(relay.count("SELECT count(*) FROM events"), copied)
+        # The node's word (its heartbeat) on what it was receipted for.
+        publish_sync(n, "vigie/v1/site/louvre/node/n1/heartbeat",
+                     heartbeat("louvre", "n1", 42, receipted_seq=2000), qos=0)
+        publish_many(n, [(EV.format("n1"), event("louvre", "n1", 42, 2001))])
+        self.wait_receipt(sub, "n1", 42, 2001)
+        self.assertEqual(relay.count("SELECT contig FROM streams WHERE node='n1' AND boot_id=42"),
+                         2001)
 
 
 if __name__ == "__main__":

@@ -34,11 +34,14 @@ def event(site, node, boot, seq, kind=None, state=None, **fields):
                              state=p.STATE_TEST if state is None else state, **fields)
 
 
-def heartbeat(site, node, boot, reporting_ms=10000, hb_seq=1):
+def heartbeat(site, node, boot, reporting_ms=10000, hb_seq=1, receipted_seq=0):
+    """A node's heartbeat; `receipted_seq`: it holds receipts of `boot` that far."""
     p = pb()
     body = p.HeartbeatBody(site=site, node=node, boot_id=boot, time_us=int(time.time() * 1e6),
                            period_ms=max(100, reporting_ms // 3), reporting_time_ms=reporting_ms,
-                           path="primary", hb_seq=hb_seq)
+                           path="primary", hb_seq=hb_seq,
+                           receipted_boot=boot if receipted_seq else 0,
+                           receipted_seq=receipted_seq)
     return p.Heartbeat(body=body.SerializeToString()).SerializeToString()
 
 
