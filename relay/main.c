@@ -190,6 +190,45 @@ static int db_path(const char *config, const char *db, struct relay_config *cfg,
 	return 0;
 }
 
+/* The commands on the database (the relay may be running): patterns,
+ * backup OUT, audit --incident ID, incidents [--all]. */
+static int cmd_db(const char *cmd, const char *config, const char *db,
+		  const char *incident, bool all, int n_args, char **args)
+{
+	bool backup = strcmp(cmd, "backup") == 0;
+	bool audit = strcmp(cmd, "audit") == 0;
+	const char *why = NULL, *path = NULL;
+	struct relay_config cfg;
+	int rc;
+
+	if (n_args != (backup ? 1 : 0))
+		why = backup ? "backup needs OUT, the file to write"
+			     : "unexpected argument";
+	else if (audit && !incident)
+		why = "audit needs --incident ID";
+	if (why) {
+		fprintf(stderr, "vigie-relay: %s\n%s", why, usage);
+		return EXIT_USAGE;
+	}
+	memset(&cfg, 0, sizeof(cfg));
+	rc = db_path(config, db, &cfg, &path);
+	if (rc)
+		return rc;
+	if (backup)
+		rc = vigie__relay_backup(path, args[0], stdout);
+	else if (audit)
+		rc = vigie__audit_print(path, incident, stdout);
+	else if (strcmp(cmd, "incidents") == 0)
+		rc = vigie__incidents_print(path, all, stdout);
+	else
+		rc = vigie__patterns_print(path, stdout) ? VIGIE_EIO : 0;
+	if (!db)
+		vigie__relayconf_free(&cfg);
+	if (rc == VIGIE_EINVAL && backup)
+		return EXIT_USAGE;
+	return rc == VIGIE_ENOTFOUND ? 3 : rc ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -204,10 +243,8 @@ int main(int argc, char **argv)
 	};
 	const char *cmd = "run", *config = NULL, *db = NULL, *incident = NULL;
 	enum vigie_log_level level = VIGIE_LOG_INFO;
-	struct relay_config cfg;
-	const char *path = NULL;
 	bool all = false;
-	int c, rc;
+	int c;
 
 	if (argc > 1 && argv[1][0] != '-') {
 		cmd = argv[1];
@@ -256,58 +293,10 @@ int main(int argc, char **argv)
 		}
 		return cmd_check(config);
 	}
-	if (strcmp(cmd, "patterns") == 0) {
-		if (optind != argc) {
-			fprintf(stderr, "vigie-relay: unexpected argument\n%s",
-				usage);
-			return EXIT_USAGE;
-		}
-		memset(&cfg, 0, sizeof(cfg));
-		rc = db_path(config, db, &cfg, &path);
-		if (rc)
-			return rc;
-		rc = vigie__patterns_print(path, stdout);
-		if (!db)
-			vigie__relayconf_free(&cfg);
-		return rc ? 1 : 0;
-	}
-	if (strcmp(cmd, "backup") == 0) {
-		if (optind + 1 != argc) {
-			fprintf(stderr,
-				"vigie-relay: backup needs OUT, the "
-				"file to write\n%s",
-				usage);
-			return EXIT_USAGE;
-		}
-		memset(&cfg, 0, sizeof(cfg));
-		rc = db_path(config, db, &cfg, &path);
-		if (rc)
-			return rc;
-		rc = vigie__relay_backup(path, argv[optind], stdout);
-		if (!db)
-			vigie__relayconf_free(&cfg);
-		return rc == VIGIE_EINVAL ? EXIT_USAGE : rc ? 1 : 0;
-	}
-	if (strcmp(cmd, "audit") == 0 || strcmp(cmd, "incidents") == 0) {
-		bool is_audit = cmd[0] == 'a';
-
-		if (optind != argc || (is_audit && !incident)) {
-			fprintf(stderr, "vigie-relay: %s\n%s",
-				optind != argc ? "unexpected argument"
-					       : "audit needs --incident ID",
-				usage);
-			return EXIT_USAGE;
-		}
-		memset(&cfg, 0, sizeof(cfg));
-		rc = db_path(config, db, &cfg, &path);
-		if (rc)
-			return rc;
-		rc = is_audit ? vigie__audit_print(path, incident, stdout)
-			      : vigie__incidents_print(path, all, stdout);
-		if (!db)
-			vigie__relayconf_free(&cfg);
-		return rc == VIGIE_ENOTFOUND ? 3 : rc ? 1 : 0;
-	}
+	if (strcmp(cmd, "patterns") == 0 || strcmp(cmd, "backup") == 0 ||
+	    strcmp(cmd, "audit") == 0 || strcmp(cmd, "incidents") == 0)
+		return cmd_db(cmd, config, db, incident, all, argc - optind,
+			      argv + optind);
 	if (strcmp(cmd, "run") != 0) {
 		fprintf(stderr, "vigie-relay: unknown command \"%s\"\n%s", cmd,
 			usage);
