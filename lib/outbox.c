@@ -126,8 +126,12 @@ struct vigie_outbox {
 	struct op *q_head;
 	struct op *q_tail;
 	size_t q_fresh;
+	size_t q_inserts; /* inserts among them */
 
 	uv_idle_t kick;
+	/* Deletes alone wait this long for an insert to ride with. */
+	uv_timer_t linger;
+	bool lingered;
 	uv_work_t work;
 	bool in_flight;
 	struct op *batch; /* owned by the worker while in_flight */
@@ -572,6 +576,8 @@ static void queue_push(struct vigie_outbox *ob, struct op *op)
 	ob->q_tail = op;
 	if (!op_is_retry(op))
 		ob->q_fresh++;
+	if (op->kind == OP_INSERT)
+		ob->q_inserts++;
 }
 
 /* Takes ops from the head of the queue, at most max_batch inserts; deletes
@@ -589,6 +595,7 @@ static struct op *queue_cut(struct vigie_outbox *ob, size_t *inserts)
 			if (*inserts == ob->max_batch)
 				break;
 			(*inserts)++;
+			ob->q_inserts--;
 		}
 		if (!op_is_retry(op))
 			ob->q_fresh--;
@@ -654,6 +661,7 @@ static int run_delete(struct vigie_outbox *ob, const struct del_op *d)
  * (vigie-bench --only node.latency). Durability is only confirmed that
  * much later; a busy outbox (more inserts in the batch) does not wait. */
 #define SETTLE_NS          500000L
+#define DELETE_LINGER_MS   100
 #define SETTLE_MAX_INSERTS 4
 
 /* Thread pool: one transaction for the whole batch, so its events share one
@@ -723,15 +731,41 @@ static void start_batch(struct vigie_outbox *ob)
 
 /* Loop thread, whenever nothing is in flight: start the next batch, or
  * finish a close once everything queued is written. */
+static void on_linger(uv_timer_t *t);
+
 static void pump(struct vigie_outbox *ob)
 {
 	if (ob->in_flight || ob->state == OB_CLOSED)
 		return;
 	/* While closing, retries go too: it is their last chance. */
-	if (ob->q_fresh > 0 || (ob->state == OB_CLOSING && ob->q_head))
+	if (ob->state == OB_CLOSING) {
+		if (ob->q_head)
+			start_batch(ob);
+		else
+			finish(ob);
+		return;
+	}
+	/* Deletes (receipts) are never urgent: a receipted event still on
+	 * disk is only sent again after a restart, and the relay knows it.
+	 * Alone they wait for the next insert, or DELETE_LINGER_MS: at an
+	 * alarm now and then that is one transaction and one fsync per event,
+	 * not two. */
+	if (ob->q_inserts > 0 || (ob->q_fresh > 0 && ob->lingered)) {
+		ob->lingered = false;
+		uv_timer_stop(&ob->linger);
 		start_batch(ob);
-	else if (ob->state == OB_CLOSING)
-		finish(ob);
+	} else if (ob->q_fresh > 0 &&
+		   !uv_is_active((uv_handle_t *)&ob->linger)) {
+		uv_timer_start(&ob->linger, on_linger, DELETE_LINGER_MS, 0);
+	}
+}
+
+static void on_linger(uv_timer_t *t)
+{
+	struct vigie_outbox *ob = container_of(t, struct vigie_outbox, linger);
+
+	ob->lingered = true;
+	pump(ob);
 }
 
 static void on_kick(uv_idle_t *handle)
@@ -836,6 +870,14 @@ static void on_closed(uv_handle_t *handle)
 		cb(arg);
 }
 
+static void on_linger_closed(uv_handle_t *handle)
+{
+	struct vigie_outbox *ob =
+		container_of(handle, struct vigie_outbox, linger);
+
+	uv_close((uv_handle_t *)&ob->kick, on_closed);
+}
+
 /* Everything queued is written and nothing is in flight: the connection is
  * the loop thread's again. */
 static void finish(struct vigie_outbox *ob)
@@ -845,8 +887,9 @@ static void finish(struct vigie_outbox *ob)
 	if (sqlite3_close(ob->db) != SQLITE_OK)
 		db_fail(ob, "cannot close the database");
 	ob->db = NULL;
-	/* Freed in the close callback: the handle is ours until then. */
-	uv_close((uv_handle_t *)&ob->kick, on_closed);
+	/* Freed in the last close callback: the handles are ours until then.
+	 */
+	uv_close((uv_handle_t *)&ob->linger, on_linger_closed);
 }
 
 int vigie_outbox_open(uv_loop_t *loop, const char *path,
@@ -889,6 +932,8 @@ int vigie_outbox_open(uv_loop_t *loop, const char *path,
 	/* Last: an initialised handle must be closed before the loop can
 	 * be, so nothing may fail after this. */
 	rc = uv_idle_init(loop, &ob->kick);
+	if (rc == 0)
+		rc = uv_timer_init(loop, &ob->linger);
 	if (rc != 0) {
 		/* libuv never fails this for a live loop. */
 		vigie_log_error("outbox %s: %s", path, uv_strerror(rc));
