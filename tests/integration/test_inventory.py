@@ -20,10 +20,12 @@ without a certificate.
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 import unittest
 
 import yaml
@@ -64,6 +66,10 @@ def vigie_node():
     if BUILD and os.path.exists(os.path.join(BUILD, "bin", "vigie-node")):
         return os.path.join(BUILD, "bin", "vigie-node")
     return None
+
+
+# Services with no MQTT link: no certificate, no key.
+NO_TLS = ("dashboard", "secrets-init", "relay-backup")
 
 
 class InventoryTest(unittest.TestCase):
@@ -256,7 +262,7 @@ class InventoryTest(unittest.TestCase):
             services = yaml.safe_load(f)["services"]
         for name, svc in services.items():
             mounts = [v for v in svc.get("volumes", []) if ":" + TLS_DIR.rstrip("/") + ":" in v]
-            if name in ("dashboard", "secrets-init"):
+            if name in NO_TLS:
                 self.assertEqual(mounts, [], name)
                 continue
             own = "broker-central" if name == "broker-central-standby" else name
@@ -293,7 +299,7 @@ class InventoryTest(unittest.TestCase):
         with open(os.path.join(SOURCE, "docker", "docker-compose.yml")) as f:
             compose = yaml.safe_load(f)["services"]
         services = os.path.join(out, "services")
-        want = sorted(n for n in compose if n not in ("dashboard", "secrets-init"))
+        want = sorted(n for n in compose if n not in NO_TLS)
         self.assertEqual(sorted(os.listdir(services)), want)
         seen_keys = 0
         for svc in want:
@@ -370,17 +376,75 @@ class InventoryTest(unittest.TestCase):
         for v in ("relay-db", "broker-central-data", "secrets"):
             self.assertIn(v, doc["volumes"])
         # All the passwords in one volume, mounted by secrets-init alone;
-        # every other container mounts its own secrets volume, nothing more.
+        # every other container mounts its own secrets volume (if it has
+        # grants), nothing more.
+        with open(os.path.join(SOURCE, "docker", "config", "secrets-grants")) as f:
+            granted = {l.split()[0] for l in f if l.strip() and not l.startswith("#")}
+        self.assertIn("relay", granted)
+        self.assertNotIn("relay-backup", granted)
         for name, svc in s.items():
             secret_mounts = [v for v in svc.get("volumes", []) if v.startswith("secrets")]
             if name == "secrets-init":
                 self.assertIn("secrets:/var/lib/vigie/secrets", secret_mounts)
-                self.assertEqual(len(secret_mounts), len(s))
-            else:
+                self.assertEqual(len(secret_mounts), 1 + len(granted))
+            elif name in granted:
                 self.assertEqual(secret_mounts, [f"secrets-{name}:/var/lib/vigie/secrets:ro"], name)
+            else:
+                self.assertEqual(secret_mounts, [], name)
+        # Copies of the relay's database, in their own volume.
+        self.assertEqual(s["relay-backup"]["volumes"],
+                         ["relay-db:/var/lib/vigie/relay", "relay-backup:/var/lib/vigie/backup"])
+        self.assertIn("relay-backup", doc["volumes"])
         for name, svc in s.items():
             if name != "secrets-init":
                 self.assertIn("healthcheck", svc, name)
+
+    @unittest.skipUnless(BUILD and os.path.exists(os.path.join(BUILD or "", "bin", "vigie-relay")),
+                         "VIGIE_BUILD with vigie-relay needed")
+    def test_relay_backups_keep_the_newest_copies(self):
+        # What the relay-backup service runs: a copy at start, the KEEP
+        # newest kept, a clean exit on SIGTERM; bad arguments refused.
+        script = os.path.join(SOURCE, "docker", "bin", "vigie-relay-backups")
+        env = dict(os.environ, PATH=os.path.join(BUILD, "bin") + os.pathsep + os.environ["PATH"])
+        db = os.path.join(self.tmp, "relay.db")
+        con = sqlite3.connect(db)
+        for t in ("events", "streams", "incidents", "audit"):
+            con.execute(f"CREATE TABLE {t} (x)")
+        con.execute("INSERT INTO events VALUES (1)")
+        con.commit()
+        con.close()
+        out = os.path.join(self.tmp, "backups")
+        os.makedirs(out)
+        old = [f"relay-2020010{i}T000000Z.db" for i in (1, 2, 3)]
+        for name in old:
+            with open(os.path.join(out, name), "w") as f:
+                f.write("old")
+        proc = subprocess.Popen([script, db, out, "60", "2"], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                names = sorted(os.listdir(out))
+                if any(n not in old for n in names) and len(names) == 2:
+                    break
+                time.sleep(0.1)
+            new = [n for n in names if n not in old]
+            self.assertEqual(len(new), 1, names)
+            self.assertEqual(names, sorted([old[2]] + new))
+            con = sqlite3.connect(os.path.join(out, new[0]))
+            self.assertEqual(con.execute("SELECT count(*) FROM events").fetchone()[0], 1)
+            con.close()
+            proc.terminate()
+            text, _ = proc.communicate(timeout=10)
+            self.assertEqual(proc.returncode, 0, text)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        self.assertIn("backup of", text)
+        r = run([script, db, out, "10", "2"], env=env)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("EVERY_S: seconds, at least 60", r.stderr)
 
     def test_compose_file_validates_with_docker_compose(self):
         dc = shutil.which("docker-compose")
