@@ -1459,8 +1459,9 @@ static void persist_node(struct vigie_relay *r, struct sup_node *n)
  * restored from a backup) and what the node was receipted for was stored
  * then. Without taking its word, receipts could never pass the gap, and the
  * node would keep all it sends from now on, re-sending it, until its outbox
- * is full. The word of a verified heartbeat when signatures are checked;
- * without them, events themselves are taken on the broker's ACL alone. */
+ * is full. Only the word of a verified heartbeat when the relay has a
+ * trust store; without one, events themselves are taken on the broker's
+ * ACL alone. */
 static void catch_up(struct vigie_relay *r, const struct vigie_topic *t,
 		     uint64_t boot_id, uint64_t seq)
 {
@@ -1537,7 +1538,11 @@ static void ingest_heartbeat(struct vigie_relay *r, const struct vigie_topic *t,
 	n = vigie__sup_find(&r->sup, t->site, t->node);
 	if (n)
 		persist_node(r, n);
-	if (b->receipted_boot && b->receipted_seq)
+	/* With a trust store, only a signature makes the claim believable:
+	 * an unsigned one (accepted while signatures are not required) could
+	 * make the relay skip events never stored. */
+	if (b->receipted_boot && b->receipted_seq &&
+	    (!j || j->verdict == VERIFY_OK))
 		catch_up(r, t, b->receipted_boot, b->receipted_seq);
 }
 

@@ -72,11 +72,13 @@ def signed(key, inner, key_id=None, tamper=False):
                          ).SerializeToString()
 
 
-def signed_hb(key, site, node, boot, hb_seq, reporting_ms=1000, tamper=False):
+def signed_hb(key, site, node, boot, hb_seq, reporting_ms=1000, tamper=False, receipted_seq=0):
     p = pb()
     body = p.HeartbeatBody(site=site, node=node, boot_id=boot, time_us=int(time.time() * 1e6),
                            period_ms=max(100, reporting_ms // 4), reporting_time_ms=reporting_ms,
-                           path="primary", hb_seq=hb_seq).SerializeToString()
+                           path="primary", hb_seq=hb_seq,
+                           receipted_boot=boot if receipted_seq else 0,
+                           receipted_seq=receipted_seq).SerializeToString()
     sig = key.sign(body) if key else b""
     if tamper:
         sig = bytes([sig[0] ^ 1]) + sig[1:]
@@ -207,6 +209,37 @@ class SignedTest(HarnessTestCase):
         st = relay.stats()
         self.assertGreater(st["forged"], 0, st)
         self.assertGreater(st["replayed"], 0, st)
+
+    def test_only_a_signed_heartbeat_moves_receipts_past_a_gap(self):
+        """A heartbeat's "receipted up to" makes a relay that lost its
+        records skip a gap (test_relay_ingest): with a trust store, an
+        unsigned one, accepted while signatures are not required, must not,
+        or a forger could have events never stored receipted away."""
+        relay = self.relay(require_signatures=False)
+        louvre = self.h.client(self.central, "bridge-louvre")
+        rsub = self.h.subscriber(self.central, "bridge-louvre", ["vigie/v1/relay/louvre/#"])
+        publish_many(louvre, [(EV.format("louvre", "n1"),
+                               signed(self.n1, ev_bytes("louvre", "n1", 7, s))) for s in (1, 2)])
+        wait_for(lambda: highest_receipt(rsub, "n1", 7) >= 2, 10, "receipts up to 2")
+        # Event 5 comes above a gap (3 and 4 never came).
+        publish_many(louvre, [(EV.format("louvre", "n1"),
+                               signed(self.n1, ev_bytes("louvre", "n1", 7, 5)))])
+        unsigned_claim = signed_hb(None, "louvre", "n1", 7, 1, receipted_seq=4)
+        for _ in range(3):
+            publish_sync(louvre, HB.format("louvre", "n1"), unsigned_claim, qos=0)
+        # The relay handles what it verifies in arrival order: by the
+        # receipt of the genuine event 3, the claims were judged. Receipts
+        # move one step: nothing skipped.
+        publish_many(louvre, [(EV.format("louvre", "n1"),
+                               signed(self.n1, ev_bytes("louvre", "n1", 7, 3)))])
+        wait_for(lambda: highest_receipt(rsub, "n1", 7) >= 3, 10, "receipt of 3")
+        self.assertEqual(highest_receipt(rsub, "n1", 7), 3)
+        self.assertNotIn("the node holds receipts up to", relay.log())
+        # Signed, the same claim is believed: 4 counts as stored, 5 joins.
+        publish_sync(louvre, HB.format("louvre", "n1"),
+                     signed_hb(self.n1, "louvre", "n1", 7, 2, receipted_seq=4), qos=0)
+        wait_for(lambda: highest_receipt(rsub, "n1", 7) >= 5, 10, "receipts past the gap")
+        self.assertIn("louvre/n1 boot 7: the node holds receipts up to #4", relay.log())
 
     def test_real_signed_node_end_to_end(self):
         site = self.h.start_site("louvre", self.central)
