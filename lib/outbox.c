@@ -129,8 +129,7 @@ struct vigie_outbox {
 	size_t q_inserts; /* inserts among them */
 
 	uv_idle_t kick;
-	/* Deletes alone wait this long for an insert to ride with. */
-	uv_timer_t linger;
+	uv_timer_t linger; /* DELETE_LINGER_MS, then deletes go alone */
 	bool lingered;
 	uv_work_t work;
 	bool in_flight;
@@ -661,8 +660,9 @@ static int run_delete(struct vigie_outbox *ob, const struct del_op *d)
  * (vigie-bench --only node.latency). Durability is only confirmed that
  * much later; a busy outbox (more inserts in the batch) does not wait. */
 #define SETTLE_NS          500000L
-#define DELETE_LINGER_MS   100
 #define SETTLE_MAX_INSERTS 4
+/* Deletes alone wait this long for an insert to ride with (pump()). */
+#define DELETE_LINGER_MS 100
 
 /* Thread pool: one transaction for the whole batch, so its events share one
  * fsync. Touches only the connection, the batch and the batch_* fields. */
@@ -729,10 +729,10 @@ static void start_batch(struct vigie_outbox *ob)
 	}
 }
 
-/* Loop thread, whenever nothing is in flight: start the next batch, or
- * finish a close once everything queued is written. */
 static void on_linger(uv_timer_t *t);
 
+/* Loop thread, whenever nothing is in flight: start the next batch, or
+ * finish a close once everything queued is written. */
 static void pump(struct vigie_outbox *ob)
 {
 	if (ob->in_flight || ob->state == OB_CLOSED)

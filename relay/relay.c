@@ -624,8 +624,6 @@ static int persist_dispatch(struct vigie_relay *r, const struct incident *inc,
 	return vigie__store_put_dispatch(r->store, &sd);
 }
 
-/* Store the incident's row and publish its retained state, both after
- * whatever is queued before (the event that changed it). */
 /* ---- retained state of closed incidents ---- */
 
 /* A closed incident's retained message goes retain_closed after it closed:
@@ -685,6 +683,8 @@ static void clear_closed(struct vigie_relay *r, uint64_t now)
 		r->clear_head = 0;
 }
 
+/* Store the incident's row and publish its retained state, both after
+ * whatever is queued before (the event that changed it). */
 static void persist_incident(struct vigie_relay *r, struct incident *inc)
 {
 	const struct relay_site *site =
@@ -1476,7 +1476,6 @@ static void catch_up(struct vigie_relay *r, const struct vigie_topic *t,
 		return;
 	was = s->contig;
 	vigie__stream_advance(s, seq);
-	r->st.caught_up++;
 	vigie_log_warn("%s/%s boot %" PRIu64 ": the node holds receipts up "
 		       "to #%" PRIu64 ", this relay's records stop at #%" PRIu64
 		       ": taken as stored (records lost: a database replaced "

@@ -211,7 +211,6 @@ struct vigie_relay_stats {
 	uint64_t unsigned_accepted;
 	uint64_t security_incidents;
 	uint64_t heartbeats;
-	uint64_t caught_up; /* streams advanced on a node's receipts */
 	uint64_t acks;
 	uint64_t dispatches; /* dispatch publications, re-sends included */
 	uint64_t alerts;
