@@ -277,6 +277,14 @@ static void poll_cb(uv_poll_t *h, int status, int events)
 		call_loop(m, CALL_READ);
 		if (m->conn != c)
 			return;
+		/* What the callbacks published (a dispatch, a PUBACK) leaves
+		 * now, not one loop turn later behind whatever else is ready:
+		 * libmosquitto only queues a packet from inside a callback. */
+		if (m->got_connack && mosquitto_want_write(m->mosq)) {
+			call_loop(m, CALL_WRITE);
+			if (m->conn != c)
+				return;
+		}
 	}
 	update_poll(m);
 }
