@@ -104,7 +104,9 @@ static void jump(struct esc_state *s, const struct esc_params *p,
 
 		push(out, &a);
 	}
-	for (uint32_t i = 0; i <= target; i++)
+	/* The target first: on a jump to the police, the police dispatch
+	 * leaves before site security and HQ are told. */
+	for (uint32_t i = target + 1; i-- > 0;)
 		notify(s, p, i, now, out);
 	set_level(s, p, target, now);
 }

@@ -187,9 +187,12 @@ static void test_immediate_tells_every_level_below_police(void **state)
 	assert_int_equal(w->acts.a[0].type, ESC_ESCALATE);
 	assert_false(w->acts.a[0].deadline);
 	assert_int_equal(w->acts.a[0].level, 2);
-	assert_true(w->acts.a[1].alert);
+	/* The police first, then the levels below, told on the way. */
+	assert_string_equal(w->acts.a[1].post, "p1");
+	assert_int_equal(w->acts.a[1].level, 2);
 	assert_string_equal(w->acts.a[2].post, "hq");
-	assert_string_equal(w->acts.a[3].post, "p1");
+	assert_true(w->acts.a[3].alert);
+	assert_int_equal(w->acts.a[3].level, 0);
 	assert_int_equal(w->s.level, 2);
 }
 
@@ -199,8 +202,8 @@ static void test_offline_post_goes_to_backup_and_back(void **state)
 
 	w->offline[0] = true; /* p1 */
 	vigie__esc_start(&w->s, &w->p, true, &w->acts);
-	assert_string_equal(w->acts.a[3].post, "p1b");
-	assert_string_equal(w->acts.a[3].from_post, "p1");
+	assert_string_equal(w->acts.a[1].post, "p1b");
+	assert_string_equal(w->acts.a[1].from_post, "p1");
 	assert_string_equal(w->s.d[2].backup_for, "p1");
 
 	/* The dispatch follows the posts' liveness, same id, next attempt. */
