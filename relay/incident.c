@@ -25,6 +25,16 @@ struct prefix {
 	uint32_t k;
 };
 
+struct inc_reservation {
+	struct hmap_entry he; /* by key */
+	char key[INC_KEY_MAX + 1];
+	char id[VIGIE_ID_MAX + 1];
+	char prefix[VIGIE_ID_MAX + 1];
+	uint64_t sec, first_event_us;
+	uint32_t k;
+	struct inc_reservation *gone_next; /* vigie__inc_drop_reserved */
+};
+
 enum cls {
 	CLS_NONE,
 	CLS_ALARM,
@@ -153,6 +163,11 @@ void vigie__inc_free(struct inc_engine *e)
 		next = vigie__hmap_next(&e->prefixes, h, &pos);
 		free(container_of(h, struct prefix, he));
 	}
+	for (h = vigie__hmap_first(&e->reserved, &pos); h; h = next) {
+		next = vigie__hmap_next(&e->reserved, h, &pos);
+		free(container_of(h, struct inc_reservation, he));
+	}
+	vigie__hmap_free(&e->reserved);
 	vigie__hmap_free(&e->by_id);
 	vigie__hmap_free(&e->by_key);
 	vigie__hmap_free(&e->prefixes);
@@ -232,6 +247,99 @@ int vigie__inc_note_id(struct inc_engine *e, const char *prefix, uint64_t sec,
 		p->k = k;
 	}
 	return 0;
+}
+
+int vigie__inc_reserve(struct inc_engine *e, const char *key, const char *id,
+		       const char *prefix, uint64_t sec, uint32_t k,
+		       uint64_t first_event_us)
+{
+	struct hmap_entry *h = vigie__hmap_find(&e->reserved, key);
+	struct inc_reservation *rv;
+	int rc;
+
+	if (!*key || !*id || strlen(key) > INC_KEY_MAX ||
+	    strlen(id) > VIGIE_ID_MAX || strlen(prefix) > VIGIE_ID_MAX)
+		return VIGIE_EINVAL;
+	rc = vigie__inc_note_id(e, prefix, sec, k);
+	if (rc)
+		return rc;
+	if (h) {
+		/* The key's later incident: the earlier one closed (only
+		 * one is open per key) and, not stored either, is gone. */
+		rv = container_of(h, struct inc_reservation, he);
+		if (first_event_us < rv->first_event_us)
+			return 0;
+	} else {
+		rv = calloc(1, sizeof(*rv));
+		if (!rv)
+			return VIGIE_ENOMEM;
+		copy_str(rv->key, sizeof(rv->key), key);
+		rv->he.key = rv->key;
+		if (vigie__hmap_insert(&e->reserved, &rv->he)) {
+			free(rv);
+			return VIGIE_ENOMEM;
+		}
+	}
+	copy_str(rv->id, sizeof(rv->id), id);
+	copy_str(rv->prefix, sizeof(rv->prefix), prefix);
+	rv->sec = sec;
+	rv->k = k;
+	rv->first_event_us = first_event_us;
+	return 0;
+}
+
+size_t vigie__inc_reserved(const struct inc_engine *e)
+{
+	return e->reserved.count;
+}
+
+size_t vigie__inc_drop_reserved(struct inc_engine *e, uint64_t now_us)
+{
+	struct inc_reservation *gone = NULL, *rv;
+	struct hmap_entry *h;
+	uint64_t win = e->p.window_ms * 1000;
+	size_t pos = 0, n = 0;
+
+	/* Collected first: the map may not change during the walk. */
+	for (h = vigie__hmap_first(&e->reserved, &pos); h;
+	     h = vigie__hmap_next(&e->reserved, h, &pos)) {
+		rv = container_of(h, struct inc_reservation, he);
+		if (now_us > rv->first_event_us + win) {
+			rv->gone_next = gone;
+			gone = rv;
+		}
+	}
+	while ((rv = gone) != NULL) {
+		gone = rv->gone_next;
+		vigie__hmap_remove(&e->reserved, &rv->he);
+		free(rv);
+		n++;
+	}
+	return n;
+}
+
+/* The id reserved for `key` when `t` falls in its window, taken (the
+ * reservation is used up); false when there is none. */
+static bool take_reserved(struct inc_engine *e, struct incident *inc,
+			  const char *key, uint64_t t)
+{
+	struct hmap_entry *h = vigie__hmap_find(&e->reserved, key);
+	struct inc_reservation *rv;
+	uint64_t win = e->p.window_ms * 1000;
+
+	if (!h)
+		return false;
+	rv = container_of(h, struct inc_reservation, he);
+	if (t + win < rv->first_event_us || t > rv->first_event_us + win ||
+	    vigie__inc_find(e, rv->id))
+		return false;
+	copy_str(inc->id, sizeof(inc->id), rv->id);
+	copy_str(inc->id_prefix, sizeof(inc->id_prefix), rv->prefix);
+	inc->id_sec = rv->sec;
+	inc->id_k = rv->k;
+	vigie__hmap_remove(&e->reserved, h);
+	free(rv);
+	return true;
 }
 
 /* "<prefix>-YYYYMMDD-HHMMSS", "-k" appended for the k-th incident of the
@@ -550,7 +658,8 @@ open_incident(struct inc_engine *e, const struct inc_input *in, const char *key,
 	copy_str(inc->site, sizeof(inc->site), in->site);
 	copy_str(inc->zone, sizeof(inc->zone), in->zone);
 	copy_str(inc->subject, sizeof(inc->subject), subject);
-	if (alloc_id(e, inc, in->site && *in->site ? in->site : subject)) {
+	if (!take_reserved(e, inc, key, t) &&
+	    alloc_id(e, inc, in->site && *in->site ? in->site : subject)) {
 		vigie__inc_destroy(inc);
 		return NULL;
 	}

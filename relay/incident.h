@@ -103,6 +103,7 @@ struct inc_engine {
 	struct hmap by_id;  /* every incident in memory */
 	struct hmap by_key; /* open ones by alarm zone or trouble subject */
 	struct hmap prefixes;
+	struct hmap reserved; /* struct inc_reservation by key */
 	size_t open;
 	/* Open incidents that will need the tick, earliest first (a binary
 	 * min-heap on wake_us): the tick visits what is due, not every open
@@ -190,6 +191,22 @@ void vigie__inc_rekey(struct incident *inc);
  * allocation never repeats it. */
 int vigie__inc_note_id(struct inc_engine *e, const char *prefix, uint64_t sec,
 		       uint32_t k);
+
+/* vigie__inc_reserve: an id given out (published) before its incident
+ * reached the database, read back after a crash from the relay's intent
+ * log. The same alarm, sent again by its node, opens its incident under
+ * this id: an incident of `key` opened with an event time within the
+ * incident window of `first_event_us` takes it, once; whichever of the
+ * incident's events comes back first. The prefix's counter moves past it,
+ * so no other incident gets it. Returns 0 or VIGIE_ENOMEM/EINVAL. */
+int vigie__inc_reserve(struct inc_engine *e, const char *key, const char *id,
+		       const char *prefix, uint64_t sec, uint32_t k,
+		       uint64_t first_event_us);
+/* vigie__inc_reserved: reservations not taken yet. */
+size_t vigie__inc_reserved(const struct inc_engine *e);
+/* vigie__inc_drop_reserved: forget those whose window has passed at
+ * `now_us` (their alarm never came back). Returns how many. */
+size_t vigie__inc_drop_reserved(struct inc_engine *e, uint64_t now_us);
 
 /* vigie__inc_new: an empty incident (for restoring); free with
  * vigie__inc_destroy when not adopted. */

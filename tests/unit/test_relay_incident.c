@@ -13,6 +13,7 @@
 
 #include "incident.h"
 #include "utf8.h"
+#include "vigie/error.h"
 
 #define K(x) VIGIE__V1__EVENT_KIND__KIND_##x
 #define S(x) VIGIE__V1__EVENT_STATE__STATE_##x
@@ -398,6 +399,70 @@ static void test_ids_never_repeat_after_reload(void **state)
 	assert_string_equal(r.inc->id, "louvre-20251019-093412-5");
 }
 
+/* After a crash the relay reserves the ids it published without storing
+ * (its intent log): the alarm, sent again, opens its incident under the
+ * same id, whichever of its events comes back first; nothing else gets it. */
+static void test_reserved_id_comes_back_after_a_crash(void **state)
+{
+	struct world *w = *state;
+	char id[VIGIE_ID_MAX + 1], key[INC_KEY_MAX + 1],
+		prefix[VIGIE_ID_MAX + 1];
+	uint64_t sec, first;
+	uint32_t k;
+	struct inc_params params = w->e.p;
+	struct inc_result r;
+
+	r = ev(w, "apollo", "vib-1", K(VIBRATION), S(ALARM));
+	advance(w, 100);
+	ev(w, "apollo", "glass-1", K(GLASS_BREAK), S(ALARM));
+	snprintf(id, sizeof(id), "%s", r.inc->id);
+	snprintf(key, sizeof(key), "%s", r.inc->key);
+	snprintf(prefix, sizeof(prefix), "%s", r.inc->id_prefix);
+	sec = r.inc->id_sec;
+	k = r.inc->id_k;
+	first = r.inc->first_event_us;
+	assert_string_equal(id, "louvre-20251019-093412");
+
+	/* kill -9 before the commit, restarted within the same second:
+	 * nothing in memory, the id only in the intent log. */
+	vigie__inc_free(&w->e);
+	vigie__inc_init(&w->e, &params);
+	assert_int_equal(
+		vigie__inc_reserve(&w->e, key, id, prefix, sec, k, first), 0);
+	assert_int_equal(vigie__inc_reserved(&w->e), 1);
+	/* Another zone opens first: not that id (without the reservation
+	 * it would get it: same prefix, same second, first of it). */
+	r = ev(w, "office", "pir-2", K(MOTION), S(ALARM));
+	assert_string_equal(r.inc->id, "louvre-20251019-093412-2");
+	/* The second detector's event comes back before the first one's. */
+	advance(w, 2000);
+	r = ev(w, "apollo", "glass-1", K(GLASS_BREAK), S(ALARM));
+	assert_true(r.changes & INC_OPENED);
+	assert_string_equal(r.inc->id, id);
+	assert_int_equal(vigie__inc_reserved(&w->e), 0);
+	r = ev(w, "apollo", "vib-1", K(VIBRATION), S(ALARM));
+	assert_true(r.changes & INC_CONFIRMED);
+	assert_string_equal(r.inc->id, id);
+
+	/* A reservation whose alarm never comes back within the incident
+	 * window is not given to a later incident of the key. */
+	assert_int_equal(vigie__inc_reserve(&w->e, "a/louvre/cellar",
+					    "louvre-20251019-093000", "louvre",
+					    sec - 132, 1,
+					    w->clock.us - 3000000),
+			 0);
+	advance(w, 11 * 60 * 1000);
+	r = ev(w, "cellar", "pir-9", K(MOTION), S(ALARM));
+	assert_string_not_equal(r.inc->id, "louvre-20251019-093000");
+	assert_int_equal(vigie__inc_drop_reserved(&w->e, w->clock.us), 1);
+	assert_int_equal(vigie__inc_reserved(&w->e), 0);
+	/* Malformed: refused, nothing kept. */
+	assert_int_equal(
+		vigie__inc_reserve(&w->e, "", id, prefix, sec, k, first),
+		VIGIE_EINVAL);
+	assert_int_equal(vigie__inc_reserved(&w->e), 0);
+}
+
 static void test_priority_table(void **state)
 {
 	(void)state;
@@ -470,6 +535,7 @@ int main(void)
 		T(test_unknown_kind_fails_safe),
 		T(test_detector_trouble_is_a_trouble),
 		T(test_ids_never_repeat_after_reload),
+		T(test_reserved_id_comes_back_after_a_crash),
 		T(test_text_stays_utf8),
 		T(test_schedule_visits_only_what_is_due),
 		cmocka_unit_test(test_priority_table),
