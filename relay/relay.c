@@ -3,15 +3,21 @@
  *
  * Ordering rules kept here:
  * - an event is recognised as new or repeat from memory (streams.c) and
- *   processed at once, but everything it causes - its row, the incident
- *   rows, the audit lines - is queued in the store's open batch, and every
- *   message it causes (Receipt, Dispatch, SiteAlert, retained Incident and
- *   SiteStatus) is deferred until that batch committed: what left the relay
- *   is always in the database, so after a kill -9 nothing is sent twice
- *   under a new id and nothing receipted is missing;
+ *   processed at once; everything it causes - its row, the incident rows,
+ *   the audit lines - is queued in the store's open batch;
+ * - what it decides (Dispatch, SiteAlert, retained Incident and
+ *   SiteStatus) leaves at once, before the commit: a new incident's id is
+ *   first written to the intent log (intents.h), so that after a kill -9
+ *   the same alarm, sent again by its node, comes back under the same id,
+ *   and a dispatch's id derives from its incident's: nothing is sent twice
+ *   under a new id;
+ * - a Receipt waits until the rows are on the disk (commit, then fsync of
+ *   the WAL): nothing receipted is missing after a crash, and until then
+ *   the node keeps the event and sends it again;
  * - a Receipt names the highest contiguous seq of the boot as of the
  *   commit, never more;
  * - repeats are never processed again, only re-receipted;
+ * - the pattern tracker's messages follow the commit of their rows;
  * - incidents are never freed from inside a callback that still uses them:
  *   a closed incident's messages are built (bytes) before it is forgotten. */
 #include <inttypes.h>
@@ -23,6 +29,7 @@
 #include "arbiter.h"
 #include "escalation.h"
 #include "incident.h"
+#include "intents.h"
 #include "message.h"
 #include "patterns_relay.h"
 #include "relay.h"
@@ -56,10 +63,12 @@
 #define SECURITY_WINDOW_MS (10 * 60000)
 #define REPLAY_MAX_NODES   2000000
 #define REPLAY_SLOTS       (1u << 16) /* recent identities' digests */
+/* The intent log is emptied, when it can be, past this size. */
+#define INTENTS_RESET_BYTES (256u * 1024u)
 
-#define I(x)               VIGIE__V1__INCIDENT_STATE__INCIDENT_##x
-#define K(x)               VIGIE__V1__EVENT_KIND__KIND_##x
-#define ST(x)              VIGIE__V1__EVENT_STATE__STATE_##x
+#define I(x)                VIGIE__V1__INCIDENT_STATE__INCIDENT_##x
+#define K(x)                VIGIE__V1__EVENT_KIND__KIND_##x
+#define ST(x)               VIGIE__V1__EVENT_STATE__STATE_##x
 
 /* ---- the real clock ---- */
 
@@ -119,9 +128,9 @@ struct receipts {
 	struct receipt_entry e[];
 };
 
-enum effect_kind { FX_RECEIPT, FX_DISPATCH, FX_ALERT, FX_INCIDENT, FX_STATUS };
+enum effect_kind { FX_DISPATCH, FX_ALERT, FX_INCIDENT, FX_STATUS };
 
-/* A message to publish once the batch it depends on committed. */
+/* A message to publish once the batch it depends on committed (patterns). */
 struct effect {
 	struct vigie_relay *r;
 	enum effect_kind kind;
@@ -159,6 +168,7 @@ struct vigie_relay {
 	const struct relay_config *cfg;
 	const struct relay_clock *clock;
 	struct relay_store *store;
+	struct intent_log intents;
 	struct relay_link links[ARB_MAX_BROKERS];
 	size_t n_links;
 	struct arbiter arb; /* which broker's report to believe (n_links > 1) */
@@ -372,46 +382,58 @@ static int publish(struct vigie_relay *r, int only, const char *topic,
 	return sent ? 0 : rc;
 }
 
-/* ---- effects: published after their batch committed ---- */
+/* ---- effects: what leaves the relay ---- */
+
+static void deliver(struct vigie_relay *r, enum effect_kind kind, int only,
+		    const char *topic, const uint8_t *payload, size_t len,
+		    int qos, bool retain)
+{
+	int rc = publish(r, only, topic, payload, len, qos, retain);
+
+	if (rc == 0) {
+		switch (kind) {
+		case FX_DISPATCH:
+			r->st.dispatches++;
+			break;
+		case FX_ALERT:
+			r->st.alerts++;
+			break;
+		default:
+			break;
+		}
+	} else if (rc != VIGIE_ENOCONN) {
+		vigie_log_warn("publish %s: %s", topic, vigie_strerror(rc));
+	}
+	/* Not connected: dispatches are re-sent at the reconnect, incidents
+	 * and status republished. */
+}
+
+/* Publish `payload` (consumed: freed here) now. What an incident decides
+ * leaves at once: its id is in the intent log already (intents.h), its
+ * rows follow in the open batch. */
+static void emit(struct vigie_relay *r, enum effect_kind kind,
+		 const char *topic, uint8_t *payload, size_t len, int qos,
+		 bool retain)
+{
+	deliver(r, kind, r->emit_only, topic, payload, len, qos, retain);
+	free(payload);
+}
 
 static void effect_cb(void *arg, int status)
 {
 	struct effect *fx = arg;
-	struct vigie_relay *r = fx->r;
-	int rc;
 
-	if (status == 0) {
-		rc = publish(r, fx->only, fx->topic, fx->payload, fx->len,
-			     fx->qos, fx->retain);
-		if (rc == 0) {
-			switch (fx->kind) {
-			case FX_RECEIPT:
-				r->st.receipts++;
-				break;
-			case FX_DISPATCH:
-				r->st.dispatches++;
-				break;
-			case FX_ALERT:
-				r->st.alerts++;
-				break;
-			default:
-				break;
-			}
-		} else if (rc != VIGIE_ENOCONN) {
-			vigie_log_warn("publish %s: %s", fx->topic,
-				       vigie_strerror(rc));
-		}
-		/* Not connected: dispatches are re-sent at the reconnect,
-		 * incidents and status republished, receipts re-triggered by
-		 * the nodes' re-sends. */
-	}
+	if (status == 0)
+		deliver(fx->r, fx->kind, fx->only, fx->topic, fx->payload,
+			fx->len, fx->qos, fx->retain);
 	free(fx);
 }
 
-/* Queue `payload` (consumed: freed here) for after the open batch. */
-static void emit(struct vigie_relay *r, enum effect_kind kind,
-		 const char *topic, uint8_t *payload, size_t len, int qos,
-		 bool retain)
+/* Queue `payload` (consumed: freed here) for after the open batch: the
+ * pattern tracker's messages, whose ids come from rows in that batch. */
+static void emit_after_commit(struct vigie_relay *r, enum effect_kind kind,
+			      const char *topic, uint8_t *payload, size_t len,
+			      int qos, bool retain)
 {
 	struct effect *fx = malloc(sizeof(*fx) + len);
 
@@ -683,8 +705,7 @@ static void clear_closed(struct vigie_relay *r, uint64_t now)
 		r->clear_head = 0;
 }
 
-/* Store the incident's row and publish its retained state, both after
- * whatever is queued before (the event that changed it). */
+/* Queue the incident's row and publish its retained state. */
 static void persist_incident(struct vigie_relay *r, struct incident *inc)
 {
 	const struct relay_site *site =
@@ -724,8 +745,8 @@ static void persist_incident(struct vigie_relay *r, struct incident *inc)
 	si.len = len;
 	rc = vigie__store_put_incident(r->store, &si);
 	persist_escalation(r, inc);
-	/* Published only what is stored: a state the database would not
-	 * show after a restart must not reach a dashboard. */
+	/* Published only what is queued: a state the relay could not
+	 * store must not reach a dashboard. */
 	if (rc) {
 		vigie_log_error("incident %s: cannot queue its row: %s",
 				inc->id, vigie_strerror(rc));
@@ -834,8 +855,8 @@ static void send_alert(struct vigie_relay *r, const struct incident *inc,
 	emit(r, FX_ALERT, topic, buf, len, 1, false);
 }
 
-/* The dispatch's row first, then its publication after that commit: a
- * dispatch that left is always in the database, with its id and attempt. */
+/* The dispatch's row queued, then the dispatch sent: not sent when its row
+ * cannot even be queued (the store is closing or out of memory). */
 static bool store_then_send(struct vigie_relay *r, struct incident *inc,
 			    uint32_t level, bool alert)
 {
@@ -952,6 +973,41 @@ static void describe_input(const struct inc_input *in, char *buf, size_t len)
 			 vigie_state_name(in->state), text);
 }
 
+static void intent_committed(void *arg, int status)
+{
+	struct vigie_relay *r = arg;
+
+	r->intents.pending--;
+	if (status == 0 && !r->intents.pending &&
+	    r->intents.size > INTENTS_RESET_BYTES &&
+	    !vigie__inc_reserved(&r->inc))
+		vigie__intents_reset(&r->intents);
+}
+
+/* A new incident's id in the intent log, before anything about it leaves;
+ * the line is moot once the batch holding its row committed. */
+static void note_intent(struct vigie_relay *r, const struct incident *inc)
+{
+	struct intent_rec rec = {
+		.id = inc->id,
+		.key = inc->key,
+		.prefix = inc->id_prefix,
+		.sec = inc->id_sec,
+		.k = inc->id_k,
+		.first_event_us = inc->first_event_us,
+	};
+	int rc = vigie__intents_append(&r->intents, &rec);
+
+	/* Not written: its messages leave all the same (an alarm is never
+	 * held for its bookkeeping); a crash before the commit would then
+	 * give it a new id. */
+	if (rc)
+		vigie_log_error("incident %s: not in the intent log: %s",
+				inc->id, vigie_strerror(rc));
+	else if (vigie__store_defer(r->store, intent_committed, r) == 0)
+		r->intents.pending++;
+}
+
 static void closed_and_forget(struct vigie_relay *r, struct incident *inc,
 			      const char *who, const char *why)
 {
@@ -977,6 +1033,7 @@ static void apply_result(struct vigie_relay *r, const struct inc_input *in,
 		return;
 	describe_input(in, what, sizeof(what));
 	if (res->changes & INC_OPENED) {
+		note_intent(r, inc);
 		r->st.incidents_opened++;
 		audit(r, inc, "opened", who, "%s %s incident, priority %s: %s",
 		      inc->trouble ? "trouble" : "alarm",
@@ -2348,6 +2405,15 @@ static void tick_cb(uv_timer_t *t)
 	size_t pos = 0, n = 0;
 
 	vigie__sup_tick(&r->sup);
+	if (vigie__inc_reserved(&r->inc)) {
+		size_t gone = vigie__inc_drop_reserved(&r->inc, now);
+
+		if (gone)
+			vigie_log_info("%zu id(s) of the intent log not "
+				       "claimed within the incident window: "
+				       "their alarms did not come back",
+				       gone);
+	}
 	/* Only what is due, earliest first (taken off the schedule: each is
 	 * seen once a tick); at most 256, the rest on the next tick. */
 	while (n < 256 && (due[n] = vigie__inc_next_due(&r->inc, now)))
@@ -2541,11 +2607,59 @@ static void pattern_emit(void *ud, enum patrelay_emit kind, const char *topic,
 	/* A museum told to raise its posture shows it in its status. */
 	if (kind == PATRELAY_ALERT && vigie_topic_parse(topic, &t) == 0)
 		site_dirty(r, t.site);
-	emit(r,
-	     kind == PATRELAY_DISPATCH ? FX_DISPATCH
-	     : kind == PATRELAY_ALERT  ? FX_ALERT
-				       : FX_INCIDENT,
-	     topic, payload, len, 1, retain);
+	emit_after_commit(r,
+			  kind == PATRELAY_DISPATCH ? FX_DISPATCH
+			  : kind == PATRELAY_ALERT  ? FX_ALERT
+						    : FX_INCIDENT,
+			  topic, payload, len, 1, retain);
+}
+
+struct intent_ctx {
+	struct vigie_relay *r;
+	size_t lines, reserved, failed;
+};
+
+/* A line of the intent log: an incident whose messages may have left
+ * without its row. */
+static void load_intent(void *ud, const struct intent_rec *rec)
+{
+	struct intent_ctx *ic = ud;
+	bool has = false;
+
+	ic->lines++;
+	if (vigie__store_has_incident(ic->r->store, rec->id, &has)) {
+		ic->failed++;
+		return;
+	}
+	if (has)
+		return;
+	if (vigie__inc_reserve(&ic->r->inc, rec->key, rec->id, rec->prefix,
+			       rec->sec, rec->k, rec->first_event_us))
+		ic->failed++;
+	else
+		ic->reserved++;
+}
+
+static int load_intents(struct vigie_relay *r)
+{
+	struct intent_ctx ic = {.r = r};
+	int rc = vigie__intents_open(&r->intents, r->cfg->database, load_intent,
+				     &ic);
+
+	if (rc)
+		return rc;
+	if (ic.reserved)
+		vigie_log_warn("intent log %s: %zu incident(s) published but "
+			       "not stored before the relay stopped: their "
+			       "ids are kept for their alarms, sent again",
+			       r->intents.path, ic.reserved);
+	if (ic.failed)
+		vigie_log_error("intent log %s: %zu line(s) could not be "
+				"checked or kept",
+				r->intents.path, ic.failed);
+	if (!vigie__inc_reserved(&r->inc) && r->intents.size)
+		vigie__intents_reset(&r->intents);
+	return 0;
 }
 
 static void load_closed(void *ud, const char *id, uint64_t closed_us)
@@ -2713,6 +2827,7 @@ int vigie__relay_open(uv_loop_t *loop, const struct relay_config *cfg,
 		return VIGIE_ENOMEM;
 	r->loop = loop;
 	r->emit_only = -1;
+	r->intents.fd = -1; /* not open yet */
 	vigie__arb_init(&r->arb, cfg->has_standby ? 2 : 1, MAX_ARB_ENTRIES);
 	r->cfg = cfg;
 	r->clock = clock ? clock : vigie__clock_real();
@@ -2805,6 +2920,9 @@ int vigie__relay_open(uv_loop_t *loop, const struct relay_config *cfg,
 				goto out_close_store;
 			}
 	}
+	rc = load_intents(r);
+	if (rc)
+		goto out_close_store;
 	/* Configured nodes are supervised from the start, heard or not. */
 	for (size_t i = 0; i < cfg->n_sites; i++) {
 		site_state(r, cfg->sites[i].id);
@@ -2854,6 +2972,7 @@ out_close_store:
 	/* Nothing ran yet: the store closes on the loop, then frees itself. */
 	vigie__store_close(r->store, NULL, NULL);
 out_free:
+	vigie__intents_close(&r->intents);
 	vigie__patrelay_close(r->patterns); /* patterns */
 	vigie__arb_free(&r->arb);
 	vigie__inc_free(&r->inc);
@@ -2896,6 +3015,7 @@ static void free_all(struct vigie_relay *r)
 	struct hmap_entry *h, *next;
 	size_t pos = 0;
 
+	vigie__intents_close(&r->intents);
 	for (h = vigie__hmap_first(&r->zones, &pos); h; h = next) {
 		struct learned_zone *lz =
 			container_of(h, struct learned_zone, he);

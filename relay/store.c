@@ -1259,6 +1259,25 @@ static void row_id(sqlite3_stmt *s, const struct store_loader *l)
 		      (uint32_t)sqlite3_column_int64(s, 2));
 }
 
+int vigie__store_has_incident(struct relay_store *st, const char *id, bool *has)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if (st->working || st->inflight)
+		return VIGIE_EINVAL;
+	if (sqlite3_prepare_v2(st->db, "SELECT 1 FROM incidents WHERE id = ?",
+			       -1, &s, NULL) != SQLITE_OK)
+		return db_fail(st, "cannot read the database");
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return db_fail(st, "cannot read the database");
+	*has = rc == SQLITE_ROW;
+	return 0;
+}
+
 int vigie__store_load(struct relay_store *st, const struct store_loader *l)
 {
 	int rc;

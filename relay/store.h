@@ -171,6 +171,10 @@ struct store_loader {
 	void *ud;
 };
 int vigie__store_load(struct relay_store *st, const struct store_loader *l);
+/* vigie__store_has_incident: whether incident `id` has a row (loading
+ * only). Returns 0 (`*has` set) or VIGIE_EIO. */
+int vigie__store_has_incident(struct relay_store *st, const char *id,
+			      bool *has);
 
 /* vigie__store_close: commit what is queued (running its deferred work),
  * close the database, free everything, then cb(arg) on the loop. */

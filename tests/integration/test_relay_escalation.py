@@ -6,6 +6,7 @@ a small process with a real LWT, killed with -9)."""
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -277,6 +278,43 @@ class EscalationTest(HarnessTestCase):
         self.assertIn("acknowledged", lst.stdout)
         report(f"relay kill -9 during an escalation: resumed, police dispatched "
                f"{time.monotonic() - t_kill:.1f} s after the kill, ids unchanged")
+
+    def test_relay_kill9_before_its_commit_keeps_the_ids(self):
+        # A dispatch leaves before its rows commit. Here they never do:
+        # another process holds the database's write lock. The relay is
+        # killed with the police dispatched and nothing stored; the node
+        # sends its unreceipted event again, a second later (a new id would
+        # differ), and the police gets the same dispatch id: a repeat.
+        relay = self.relay().start()
+        p = pb()
+        lock = sqlite3.connect(relay.db, timeout=10, isolation_level=None)
+        try:
+            lock.execute("BEGIN IMMEDIATE")
+            self.alarm(p.KIND_DURESS, "duress-desk")
+            first = wait_for(lambda: dispatches(self.watch, "p1"), 5,
+                             "the police dispatch, the database locked")[0]
+            relay.kill9()
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        self.assertEqual(relay.count("SELECT count(*) FROM incidents"), 0,
+                         "the incident's row must not have committed")
+        self.assertEqual(relay.count("SELECT count(*) FROM events"), 0)
+        time.sleep(1.2)
+        relay.start()
+        self.assertIn("1 incident(s) published but not stored", relay.log())
+        publish_sync(self.node, EV, event("louvre", "apollo-1", 9, 1, kind=p.KIND_DURESS,
+                                          state=p.STATE_ALARM, zone="apollo-gallery",
+                                          sensor="duress-desk"))
+        wait_for(lambda: len(dispatches(self.watch, "p1")) >= 2, 5,
+                 "the police dispatch again")
+        self.assertEqual({d.id for d in dispatches(self.watch, "p1")}, {first.id})
+        self.assertEqual(list(incidents(self.watch)), [first.id.rsplit("-l", 1)[0]],
+                         "one incident, under its first id")
+        wait_for(lambda: relay.count("SELECT count(*) FROM incidents") == 1, 5,
+                 "the incident stored")
+        self.assertEqual(relay.count("SELECT id FROM incidents"), first.id.rsplit("-l", 1)[0])
+        relay.stop()
 
     def test_trouble_closes_on_restore_and_status(self):
         self.relay().start()
