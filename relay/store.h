@@ -137,8 +137,9 @@ int vigie__store_defer(struct relay_store *st, store_defer_cb cb, void *arg);
 int vigie__store_defer_durable(struct relay_store *st, store_defer_cb cb,
 			       void *arg);
 
-/* vigie__store_kick: call on_seal at the next opportunity even if the open
- * batch is empty (its owner has something to add there). */
+/* vigie__store_kick: seal the open batch (calling on_seal) when it is next
+ * due - a small batch lingers 2 ms - even if it is empty (its owner has
+ * something to add there). */
 void vigie__store_kick(struct relay_store *st);
 
 /* Events queued or in flight, not committed yet. */

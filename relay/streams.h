@@ -23,12 +23,9 @@ struct stream {
 	uint64_t committed; /* every seq <= committed is durable */
 	uint64_t *above;    /* sorted seqs > contig + 1 seen, capped */
 	size_t n_above, cap_above;
-	/* Owned by the core: the store batch listing this stream, and the list
-	 * of streams owed a receipt now. */
+	/* Owned by the core: the store batch listing this stream. */
 	uint64_t batch;
 	uint64_t batch_contig;
-	bool due;
-	struct stream *due_next;
 };
 
 enum stream_verdict {
