@@ -19,3 +19,14 @@ void vigie_appendf(char *buf, size_t len, size_t *pos, const char *fmt, ...)
 	if (*pos >= len)
 		*pos = len - 1;
 }
+
+int vigie_hex_digit(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	return -1;
+}

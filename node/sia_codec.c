@@ -54,6 +54,7 @@
 
 #include "sia.h"
 #include "vigie/error.h"
+#include "vigie/strbuf.h"
 
 /* Bytes a pad may be drawn from: printable, never '|', '[' or ']'. */
 static const char pad_alphabet[] =
@@ -89,24 +90,13 @@ uint16_t vigie__sia_crc(const void *data, size_t len)
 	return crc;
 }
 
-static int hex_val(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	return -1;
-}
-
 /* Four hex digits (either case) -> value, or -1. */
 static long hex4(const char *p)
 {
 	long v = 0;
 
 	for (int i = 0; i < 4; i++) {
-		int d = hex_val(p[i]);
+		int d = vigie_hex_digit(p[i]);
 
 		if (d < 0)
 			return -1;
@@ -192,7 +182,7 @@ int vigie__sia_frame_check(const char *frame, size_t len, const char **body,
 
 static bool is_hex(char ch)
 {
-	return hex_val(ch) >= 0;
+	return vigie_hex_digit(ch) >= 0;
 }
 
 /* Up to `max` hex digits at *p into out (upper-cased when `upper`). */
@@ -466,7 +456,8 @@ int vigie__sia_decrypt(const uint8_t *key, size_t key_len, const char *hex,
 	    n > sizeof(ct) || n > cap)
 		return VIGIE_EINVAL;
 	for (size_t i = 0; i < n; i++) {
-		int hi = hex_val(hex[2 * i]), lo = hex_val(hex[2 * i + 1]);
+		int hi = vigie_hex_digit(hex[2 * i]),
+		    lo = vigie_hex_digit(hex[2 * i + 1]);
 
 		if (hi < 0 || lo < 0)
 			return VIGIE_EINVAL;

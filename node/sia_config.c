@@ -10,6 +10,7 @@
 
 #include "sia.h"
 #include "vigie/error.h"
+#include "vigie/strbuf.h"
 
 static const char *const panels_keys[] = {
 	"listen",   "accounts",        "time_window",    "idle_timeout",
@@ -116,16 +117,6 @@ static int load_map(struct vigie_conf *c, const struct vigie_conf_node *n,
 	return 0;
 }
 
-static int hex_nibble(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	ch = (char)toupper((unsigned char)ch);
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
 static int load_account(struct vigie_conf *c, const struct vigie_conf_node *n,
 			const struct node_config *cfg,
 			struct sia_account_conf *a)
@@ -151,7 +142,7 @@ static int load_account(struct vigie_conf *c, const struct vigie_conf_node *n,
 			c, vigie_conf_get(n, "id"),
 			"an account is 3 to 16 hex digits, got \"%s\"", id);
 	for (size_t i = 0; i < len; i++) {
-		if (hex_nibble(id[i]) < 0)
+		if (vigie_hex_digit(id[i]) < 0)
 			return vigie_conf_fail(
 				c, vigie_conf_get(n, "id"),
 				"an account is 3 to 16 hex digits, got \"%s\"",
@@ -174,8 +165,8 @@ static int load_account(struct vigie_conf *c, const struct vigie_conf_node *n,
 				"(AES-128, -192, -256), got %zu characters",
 				klen);
 		for (size_t i = 0; i < klen / 2; i++) {
-			int hi = hex_nibble(key[2 * i]);
-			int lo = hex_nibble(key[2 * i + 1]);
+			int hi = vigie_hex_digit(key[2 * i]);
+			int lo = vigie_hex_digit(key[2 * i + 1]);
 
 			if (hi < 0 || lo < 0)
 				return vigie_conf_fail(

@@ -18,6 +18,7 @@
 #include "vigie/codec.h"
 #include "vigie/error.h"
 #include "vigie/log.h"
+#include "vigie/strbuf.h"
 
 #define LINE_MAX_BYTES (3 * INC_KEY_MAX + 3 * VIGIE_ID_MAX + 96)
 
@@ -43,15 +44,6 @@ static size_t encode(char *dst, size_t cap, const char *src)
 	return n;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* In place; false on a bad escape or an empty result. */
 static bool decode(char *s)
 {
@@ -62,7 +54,8 @@ static bool decode(char *s)
 			*w++ = *c;
 			continue;
 		}
-		int hi = hexval(c[1]), lo = hi < 0 ? -1 : hexval(c[2]);
+		int hi = vigie_hex_digit(c[1]),
+		    lo = hi < 0 ? -1 : vigie_hex_digit(c[2]);
 
 		if (lo < 0)
 			return false;
