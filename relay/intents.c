@@ -194,7 +194,6 @@ int vigie__intents_append(struct intent_log *l, const struct intent_rec *rec)
 		return VIGIE_EIO;
 	}
 	l->size += (uint64_t)n;
-	l->appended++;
 	return 0;
 }
 
@@ -208,7 +207,6 @@ int vigie__intents_reset(struct intent_log *l)
 		return VIGIE_EIO;
 	}
 	l->size = 0;
-	l->resets++;
 	return 0;
 }
 

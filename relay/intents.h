@@ -32,8 +32,8 @@ struct intent_log {
 	int fd;
 	char path[PATH_MAX];
 	uint64_t size;
-	uint64_t pending; /* lines whose incidents are not committed yet */
-	uint64_t appended, resets, bad_lines;
+	uint64_t pending;   /* lines whose incidents are not committed yet */
+	uint64_t bad_lines; /* read back at open, skipped */
 };
 
 typedef void (*intent_each_fn)(void *ud, const struct intent_rec *rec);

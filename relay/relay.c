@@ -2616,7 +2616,7 @@ static void pattern_emit(void *ud, enum patrelay_emit kind, const char *topic,
 
 struct intent_ctx {
 	struct vigie_relay *r;
-	size_t lines, reserved, failed;
+	size_t reserved, failed;
 };
 
 /* A line of the intent log: an incident whose messages may have left
@@ -2626,7 +2626,6 @@ static void load_intent(void *ud, const struct intent_rec *rec)
 	struct intent_ctx *ic = ud;
 	bool has = false;
 
-	ic->lines++;
 	if (vigie__store_has_incident(ic->r->store, rec->id, &has)) {
 		ic->failed++;
 		return;

@@ -340,6 +340,7 @@ static void start_kick(struct relay_store *st)
 			uv_timer_start(&st->linger, linger_cb, LINGER_MS, 0);
 		return;
 	}
+	uv_timer_stop(&st->linger); /* grown big while it lingered */
 	uv_idle_start(&st->kick, kick_cb);
 }
 
