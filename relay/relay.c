@@ -17,7 +17,9 @@
  * - a Receipt names the highest contiguous seq of the boot as of the
  *   commit, never more;
  * - repeats are never processed again, only re-receipted;
- * - the pattern tracker's messages follow the commit of their rows;
+ * - what the clock decides (deadlines, re-sends, redirects) and the
+ *   pattern tracker's messages follow the commit of their rows, so that
+ *   attempt numbers and pattern ids carry on across a kill -9;
  * - incidents are never freed from inside a callback that still uses them:
  *   a closed incident's messages are built (bytes) before it is forgotten. */
 #include <inttypes.h>
@@ -130,7 +132,7 @@ struct receipts {
 
 enum effect_kind { FX_DISPATCH, FX_ALERT, FX_INCIDENT, FX_STATUS };
 
-/* A message to publish once the batch it depends on committed (patterns). */
+/* A message to publish once the batch it depends on committed. */
 struct effect {
 	struct vigie_relay *r;
 	enum effect_kind kind;
@@ -429,8 +431,9 @@ static void effect_cb(void *arg, int status)
 	free(fx);
 }
 
-/* Queue `payload` (consumed: freed here) for after the open batch: the
- * pattern tracker's messages, whose ids come from rows in that batch. */
+/* Queue `payload` (consumed: freed here) for after the open batch: what
+ * must not be sent again under another attempt or id after a crash (the
+ * clock's escalations, the pattern tracker's messages). */
 static void emit_after_commit(struct vigie_relay *r, enum effect_kind kind,
 			      const char *topic, uint8_t *payload, size_t len,
 			      int qos, bool retain)
@@ -795,8 +798,22 @@ static void audit(struct vigie_relay *r, const struct incident *inc,
 
 /* ---- escalation actions into rows, audit lines and messages ---- */
 
+/* What an event decides goes `now`: an alarm on its way to the police.
+ * What the clock decides (deadlines, re-sends, redirects, the re-sends of a
+ * reconnect) follows the commit of its row, so that its attempt number
+ * carries on across a kill -9 instead of being sent again. */
+static void send_msg(struct vigie_relay *r, bool now, enum effect_kind kind,
+		     const char *topic, uint8_t *buf, size_t len)
+{
+	if (now)
+		emit(r, kind, topic, buf, len, 1, false);
+	else
+		emit_after_commit(r, kind, topic, buf, len, 1, false);
+}
+
 static void send_dispatch(struct vigie_relay *r, const struct incident *inc,
-			  uint32_t level, const struct esc_dispatch *d)
+			  uint32_t level, const struct esc_dispatch *d,
+			  bool now)
 {
 	const struct relay_ladder *l = ladder_for(r, inc);
 	char id[VIGIE_ID_MAX + 16], topic[VIGIE_TOPIC_MAX];
@@ -825,11 +842,11 @@ static void send_dispatch(struct vigie_relay *r, const struct incident *inc,
 				inc->id, id, d->post);
 		return;
 	}
-	emit(r, FX_DISPATCH, topic, buf, len, 1, false);
+	send_msg(r, now, FX_DISPATCH, topic, buf, len);
 }
 
 static void send_alert(struct vigie_relay *r, const struct incident *inc,
-		       uint32_t level)
+		       uint32_t level, bool now)
 {
 	const struct relay_ladder *l = ladder_for(r, inc);
 	char id[VIGIE_ID_MAX + 16], topic[VIGIE_TOPIC_MAX];
@@ -852,13 +869,13 @@ static void send_alert(struct vigie_relay *r, const struct incident *inc,
 	in.now_us = now_us(r);
 	if (vigie__msg_alert(&in, &buf, &len))
 		return;
-	emit(r, FX_ALERT, topic, buf, len, 1, false);
+	send_msg(r, now, FX_ALERT, topic, buf, len);
 }
 
 /* The dispatch's row queued, then the dispatch sent: not sent when its row
  * cannot even be queued (the store is closing or out of memory). */
 static bool store_then_send(struct vigie_relay *r, struct incident *inc,
-			    uint32_t level, bool alert)
+			    uint32_t level, bool alert, bool now)
 {
 	int rc = persist_dispatch(r, inc, level);
 
@@ -869,15 +886,16 @@ static bool store_then_send(struct vigie_relay *r, struct incident *inc,
 		return false;
 	}
 	if (alert)
-		send_alert(r, inc, level);
+		send_alert(r, inc, level, now);
 	else
-		send_dispatch(r, inc, level, &inc->esc.d[level]);
+		send_dispatch(r, inc, level, &inc->esc.d[level], now);
 	return true;
 }
 
-/* Returns true when the incident itself changed (its level). */
+/* Returns true when the incident itself changed (its level). `now`: an
+ * event decided them (send_msg). */
 static bool apply_actions(struct vigie_relay *r, struct incident *inc,
-			  const struct esc_actions *acts)
+			  const struct esc_actions *acts, bool now)
 {
 	const struct relay_ladder *l = ladder_for(r, inc);
 	const char *who = "relay:escalation";
@@ -892,7 +910,7 @@ static bool apply_actions(struct vigie_relay *r, struct incident *inc,
 		vigie__esc_dispatch_id(id, sizeof(id), inc->id, a->level);
 		switch (a->type) {
 		case ESC_NOTIFY:
-			if (!store_then_send(r, inc, a->level, a->alert))
+			if (!store_then_send(r, inc, a->level, a->alert, now))
 				break;
 			if (a->alert) {
 				audit(r, inc, "alert", who,
@@ -910,7 +928,7 @@ static bool apply_actions(struct vigie_relay *r, struct incident *inc,
 			}
 			break;
 		case ESC_RESEND:
-			if (!store_then_send(r, inc, a->level, false))
+			if (!store_then_send(r, inc, a->level, false, now))
 				break;
 			audit(r, inc, "resend", who,
 			      "dispatch %s re-sent to post %s, attempt %u (not "
@@ -918,7 +936,7 @@ static bool apply_actions(struct vigie_relay *r, struct incident *inc,
 			      id, a->post, a->attempt);
 			break;
 		case ESC_REDIRECT:
-			if (!store_then_send(r, inc, a->level, false))
+			if (!store_then_send(r, inc, a->level, false, now))
 				break;
 			if (a->from_post)
 				audit(r, inc, "redirect", who,
@@ -1078,7 +1096,7 @@ static void apply_result(struct vigie_relay *r, const struct inc_input *in,
 			      inc->confirmed ? "confirmed" : "urgent");
 		}
 	}
-	apply_actions(r, inc, &acts);
+	apply_actions(r, inc, &acts, true);
 	if (res->changes & INC_CLOSED) {
 		closed_and_forget(r, inc, who,
 				  res->changes & INC_RESTORED
@@ -2215,7 +2233,7 @@ static void on_connect(struct vigie_mqtt *m, void *ud, bool session_present)
 
 		esc_params(r, list[i], &p);
 		vigie__esc_resend_all(&list[i]->esc, &p, &acts);
-		apply_actions(r, list[i], &acts);
+		apply_actions(r, list[i], &acts, false);
 		persist_incident(r, list[i]);
 	}
 	free(list);
@@ -2428,7 +2446,7 @@ static void tick_cb(uv_timer_t *t)
 
 			esc_params(r, inc, &p);
 			vigie__esc_tick(&inc->esc, &p, &acts);
-			if (apply_actions(r, inc, &acts))
+			if (apply_actions(r, inc, &acts, false))
 				persist_incident(r, inc);
 			else if (acts.n)
 				persist_escalation(r, inc);
